@@ -1,0 +1,316 @@
+"""``attend(q, k, v)``: scaled dot-product attention with a choice of kernels.
+
+Shape legend (batch-first everywhere):
+    B   batch            h   heads
+    Lq  query length     Lk  key/value length
+    D   query/key dim    Dv  value dim (may differ from D)
+
+Both OCR steps are this one function: the decoder's K category queries over the N = H*W pixel keys
+(few queries, many keys), and the encoder's N pixel queries over the K region keys (many queries, few
+keys). Which kernel is fastest differs between those two shapes, so the choice lives here, in one place.
+
+Backends
+    ``matmul``    explicit ``softmax(scale * q @ k^T) @ v``; the reference; any device and dtype.
+    ``sdpa``      ``torch.nn.functional.scaled_dot_product_attention``.
+    ``xformers``  ``xformers.ops.memory_efficient_attention``; CUDA only (xformers has no CPU kernels).
+    ``auto``      the fastest usable backend for these inputs, looked up in the measured decision table
+                  ``ocrformer/attention_table.json`` (written by ``benchmarks/attention_speed.py``).
+
+Precedence of the choice: an explicit ``backend=`` other than ``"auto"`` > the innermost
+``attention_backend(name)`` context > the ``OCRFORMER_ATTENTION`` environment variable > the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import math
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "BACKENDS",
+    "ENV_VAR",
+    "attend",
+    "attention_backend",
+    "available_backends",
+    "choose_backend",
+    "unsupported_reasons",
+]
+
+ENV_VAR = "OCRFORMER_ATTENTION"
+TABLE_PATH = Path(__file__).with_name("attention_table.json")
+
+
+# --------------------------------------------------------------------------------------------- backends
+@dataclass(frozen=True)
+class Backend:
+    """One attention kernel: what it can run (``why_not``) and how to run it (``run``).
+
+    ``why_not(q, k, v, scale)`` returns the reasons the backend cannot run these inputs (empty: it can);
+    ``run(q, k, v, scale)`` takes and returns ``(B, h, L, D)`` tensors.
+    """
+
+    name: str
+    description: str
+    why_not: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], list[str]]
+    run: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+def _needs_grad(*tensors: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+
+
+def _matmul_why_not(q, k, v, scale) -> list[str]:
+    return []
+
+
+def _matmul_run(q, k, v, scale):
+    # (B, h, Lq, D) @ (B, h, D, Lk) -> (B, h, Lq, Lk); softmax over the keys; @ (B, h, Lk, Dv)
+    weights = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * scale, dim=-1)
+    return torch.matmul(weights, v)
+
+
+_SDPA_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _sdpa_why_not(q, k, v, scale) -> list[str]:
+    reasons = []
+    if q.dtype not in _SDPA_DTYPES:
+        reasons.append(f"dtype {q.dtype} is not one of {[str(d) for d in _SDPA_DTYPES]}")
+    return reasons
+
+
+def _sdpa_run(q, k, v, scale):
+    return F.scaled_dot_product_attention(q, k, v, scale=scale)
+
+
+_XFORMERS_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def _import_xformers():
+    """Import ``xformers.ops`` once, only when a CUDA tensor asks for it (so CPU users never see its
+    import-time warnings). Returns ``(module, None)`` or ``(None, reason)``."""
+    try:
+        import xformers.ops as xops  # noqa: PLC0415 - deliberately lazy
+    except Exception as error:  # ImportError, or a broken build raising anything at import
+        return None, f"xformers cannot be imported ({type(error).__name__}: {error})"
+    return xops, None
+
+
+def _xformers_why_not(q, k, v, scale) -> list[str]:
+    reasons = []
+    if q.device.type != "cuda":
+        reasons.append(f"device is {q.device.type!r}; xformers has kernels for CUDA only")
+    if q.dtype not in _XFORMERS_DTYPES:
+        reasons.append(f"dtype {q.dtype} is not one of {[str(d) for d in _XFORMERS_DTYPES]}")
+    if reasons:
+        return reasons
+    xops, import_reason = _import_xformers()
+    if xops is None:
+        return [import_reason]
+    # Ask xformers' own dispatcher: it knows its operators' limits (head dims, alignment, grads).
+    try:
+        from xformers.ops.fmha import dispatch as xdispatch  # noqa: PLC0415
+        from xformers.ops.fmha.common import Inputs  # noqa: PLC0415
+
+        q4, k4, v4 = (t.transpose(1, 2) for t in (q, k, v))
+        xdispatch._dispatch_fw(Inputs(query=q4, key=k4, value=v4, scale=scale), _needs_grad(q, k, v))
+    except NotImplementedError as error:
+        reasons.append("no xformers operator accepts these inputs: " + " ".join(str(error).split()))
+    except (ImportError, AttributeError):
+        pass  # private dispatch API moved; memory_efficient_attention itself will still say why
+    return reasons
+
+
+def _xformers_run(q, k, v, scale):
+    xops, _ = _import_xformers()
+    # xformers is sequence-major: (B, L, h, D).
+    out = xops.memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), scale=scale)
+    return out.transpose(1, 2)
+
+
+BACKENDS: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend("matmul", "explicit softmax(scale q k^T) v; the reference", _matmul_why_not, _matmul_run),
+        Backend("sdpa", "torch.nn.functional.scaled_dot_product_attention", _sdpa_why_not, _sdpa_run),
+        Backend("xformers", "xformers.ops.memory_efficient_attention (CUDA)", _xformers_why_not, _xformers_run),
+    )
+}
+# Order of preference when the decision table has nothing to say about an input.
+_FALLBACK_ORDER = {"cuda": ("xformers", "sdpa", "matmul")}
+_DEFAULT_FALLBACK = ("sdpa", "matmul")
+
+
+# ------------------------------------------------------------------------------------------ validation
+def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"attend: {name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4:
+            raise ValueError(
+                f"attend: {name} must be 4-D (B, heads, L, D), got shape {tuple(t.shape)}"
+            )
+    if q.shape[:2] != k.shape[:2] or k.shape[:2] != v.shape[:2]:
+        raise ValueError(
+            "attend: q, k and v must share (B, heads); got "
+            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+    if q.shape[-1] != k.shape[-1]:
+        raise ValueError(
+            f"attend: q and k must have the same last dim D; got q {tuple(q.shape)} and k {tuple(k.shape)}"
+        )
+    if k.shape[2] != v.shape[2]:
+        raise ValueError(
+            f"attend: k and v must have the same length Lk (dim 2); got k {tuple(k.shape)} and v {tuple(v.shape)}"
+        )
+    if k.shape[2] == 0:
+        raise ValueError(f"attend: k has no keys (Lk = 0, shape {tuple(k.shape)}); softmax over nothing")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"attend: q, k, v must share a dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"attend: q, k, v must be on one device; got {q.device}, {k.device}, {v.device}")
+
+
+def unsupported_reasons(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> dict:
+    """``{backend name: [reasons it cannot run these inputs]}`` for every registered backend."""
+    _check_inputs(q, k, v)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    return {name: b.why_not(q, k, v, scale) for name, b in BACKENDS.items()}
+
+
+def available_backends(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> list[str]:
+    """Names of the backends that can run ``attend(q, k, v)`` here (device, dtype, shapes, gradients)."""
+    return [name for name, reasons in unsupported_reasons(q, k, v).items() if not reasons]
+
+
+# ------------------------------------------------------------------------------------- global override
+_override = threading.local()
+
+
+@contextlib.contextmanager
+def attention_backend(name: str) -> Iterator[None]:
+    """Force ``name`` for every ``attend(..., backend="auto")`` inside the block (thread-local, nestable)."""
+    _validate_name(name, "attention_backend(name)")
+    stack = _override.__dict__.setdefault("stack", [])
+    stack.append(name)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def _validate_name(name: str, where: str) -> None:
+    if name != "auto" and name not in BACKENDS:
+        raise ValueError(f"{where}: unknown attention backend {name!r}; expected one of {['auto', *BACKENDS]}")
+
+
+def _forced_backend() -> str:
+    stack = getattr(_override, "stack", None)
+    if stack:
+        return stack[-1]
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        _validate_name(env, f"environment variable {ENV_VAR}")
+        return env
+    return "auto"
+
+
+# -------------------------------------------------------------------------------------- decision table
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+@functools.lru_cache(maxsize=1)
+def _load_table() -> list[dict]:
+    if not TABLE_PATH.exists():
+        return []
+    with open(TABLE_PATH) as f:
+        return json.load(f)["entries"]
+
+
+def _shape_distance(entry: dict, shape: dict) -> float:
+    # Cost scales roughly multiplicatively in each size, so compare sizes on a log scale.
+    return sum(abs(math.log2(max(entry[key], 1)) - math.log2(max(shape[key], 1))) for key in shape)
+
+
+@functools.lru_cache(maxsize=4096)
+def _table_choice(device: str, dtype: str, grad: bool, shape_items: tuple, usable: tuple) -> str | None:
+    shape = dict(shape_items)
+    entries = [e for e in _load_table() if e["device"] == device and e["dtype"] == dtype]
+    with_grad = [e for e in entries if e["grad"] == grad]
+    entries = with_grad or entries
+    best = None
+    for entry in sorted(entries, key=lambda e: _shape_distance(e, shape)):
+        timed = {name: ms for name, ms in entry["median_ms"].items() if name in usable}
+        if timed:
+            best = min(timed, key=timed.get)
+            break
+    return best
+
+
+def choose_backend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
+    """The backend ``auto`` picks: the fastest usable one in the nearest measured case of the table
+    (same device type, dtype and gradient mode; nearest (B*h, Lq, Lk, D, Dv) on a log scale)."""
+    usable = available_backends(q, k, v)
+    shape = {"bh": q.shape[0] * q.shape[1], "lq": q.shape[2], "lk": k.shape[2], "d": q.shape[3], "dv": v.shape[3]}
+    choice = _table_choice(
+        q.device.type, _dtype_name(q.dtype), _needs_grad(q, k, v), tuple(shape.items()), tuple(usable)
+    )
+    if choice is not None:
+        return choice
+    for name in _FALLBACK_ORDER.get(q.device.type, _DEFAULT_FALLBACK):
+        if name in usable:
+            return name
+    return "matmul"
+
+
+# ------------------------------------------------------------------------------------------------ attend
+def attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    scale: float | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Scaled dot-product attention ``softmax(scale * q k^T) v`` over the last two dims.
+
+    Args:
+        q: queries ``(B, h, Lq, D)``.
+        k: keys ``(B, h, Lk, D)``.
+        v: values ``(B, h, Lk, Dv)``; ``Dv`` may differ from ``D``.
+        scale: multiplies the logits; defaults to ``D ** -0.5``.
+        backend: ``"auto"`` (default), ``"matmul"``, ``"sdpa"`` or ``"xformers"``.
+
+    Returns:
+        ``(B, h, Lq, Dv)``.
+
+    Raises:
+        ValueError: shapes/dtypes/devices that do not fit, an unknown backend, or a forced backend that
+            cannot run these inputs (the message lists why).
+    """
+    _validate_name(backend, "attend(backend=...)")
+    _check_inputs(q, k, v)
+    scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    name = backend if backend != "auto" else _forced_backend()
+    if name == "auto":
+        name = choose_backend(q, k, v)
+    else:
+        reasons = BACKENDS[name].why_not(q, k, v, scale)
+        if reasons:
+            raise ValueError(
+                f"attention backend {name!r} cannot run q {tuple(q.shape)}, k {tuple(k.shape)}, "
+                f"v {tuple(v.shape)} ({q.dtype}, {q.device}): " + "; ".join(reasons)
+                + f". Usable here: {available_backends(q, k, v)}"
+            )
+    return BACKENDS[name].run(q, k, v, scale)

@@ -1,0 +1,282 @@
+"""OCR (object-contextual representations) as Transformer cross-attention (OCRNet paper, Section 3.3).
+
+Shape legend:
+    B  batch             K  classes = object regions = category queries
+    H, W  feature size   N  = H * W pixels
+    Cin  backbone channels     C  pixel/region channels (``mid_channels``, 512 in HRNet-OCR)
+    Dk key channels (``key_channels``, 256)     h  heads, d = Dk / h
+
+Decoder  (``OCRDecoder``): the K category queries -- the weights of the linear classifier that predicts the
+         soft object regions -- attend over the N pixel keys. The attention logits *are* the soft-region
+         logits (``aux_logits``, trained by the auxiliary loss); the spatial softmax-weighted sum of the pixel
+         representations gives the K region representations.
+Encoder  (``OCREncoder``): every pixel queries the K regions; the result, the object-contextual
+         representation, is concatenated with the pixel representation and fused.
+Head     (``OCRHead``): decoder -> encoder -> 1x1 classifier; with ``num_heads=1`` exactly the HRNet-OCR head
+         (``ocrformer.convert`` maps its checkpoints here).
+
+Every conv that the classic head follows by a BatchNorm is bias-free here: a bias in front of a BatchNorm is
+redundant (it cancels against the batch mean in training and can be folded into the running mean for
+inference), so ``convert_checkpoint`` folds released biases into ``running_mean`` exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from einops import rearrange
+from timm.layers import ConvNormAct
+from torch import nn
+
+from .attention import _validate_name, attend
+
+__all__ = ["DecoderOutput", "OCRDecoder", "OCREncoder", "OCRHead"]
+
+
+def _check_positive_int(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_feature_map(x: torch.Tensor, channels: int, name: str, expected: str) -> None:
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a 4-D tensor (B, {expected}, H, W), got {shape}")
+    if x.shape[1] != channels:
+        raise ValueError(
+            f"{name} has {x.shape[1]} channels but the module was built with {expected}={channels} "
+            f"(shape {tuple(x.shape)})"
+        )
+
+
+class DecoderOutput(NamedTuple):
+    """What ``OCRDecoder`` returns.
+
+    regions:        (B, K, C)     the object region representations (the cross-attention output)
+    region_logits:  (B, K, H, W)  the soft object regions before the spatial softmax (= ``aux_logits``)
+    pixels:         (B, C, H, W)  the pixel representations (the attention values)
+    """
+
+    regions: torch.Tensor
+    region_logits: torch.Tensor
+    pixels: torch.Tensor
+
+
+class OCRDecoder(nn.Module):
+    """Category-query cross-attention: K learned class queries attend over the N pixels.
+
+    Args:
+        in_channels: channels ``Cin`` of the backbone features that become the pixel representations.
+        num_classes: K, the number of object regions (= classes).
+        mid_channels: channels ``C`` of the pixel and region representations.
+        region_in_channels: channels of the features the soft regions are predicted from, when they differ
+            from ``feats`` (the dilated-ResNet OCRNet predicts regions from the stage before the last);
+            defaults to ``in_channels``.
+        backend: attention backend for ``ocrformer.attend``.
+
+    ``forward(feats, region_feats=None)``: feats (B, Cin, H, W), region_feats (B, Cr, H, W) -> DecoderOutput.
+
+    Parameters (and the classic HRNet-OCR modules they replace):
+        key_proj    Conv1x1 + BN + ReLU          the aux head's hidden layer (``aux_head.0-2``)
+        queries     (K, Cr)                       the category queries = aux classifier weights (``aux_head.3``)
+        query_bias  (K,)                          per-class logit bias; shifts ``region_logits`` only: a constant
+                                                  added over all pixels does not change the spatial softmax
+        value_proj  Conv3x3 + BN + ReLU          the pixel representation (``conv3x3_ocr``)
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        mid_channels: int = 512,
+        region_in_channels: int | None = None,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        region_in_channels = in_channels if region_in_channels is None else region_in_channels
+        _check_positive_int(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            mid_channels=mid_channels,
+            region_in_channels=region_in_channels,
+        )
+        _validate_name(backend, "OCRDecoder(backend=...)")
+        self.in_channels = in_channels
+        self.region_in_channels = region_in_channels
+        self.num_classes = num_classes
+        self.backend = backend
+        self.key_proj = ConvNormAct(region_in_channels, region_in_channels, 1)
+        self.queries = nn.Parameter(torch.empty(num_classes, region_in_channels))
+        self.query_bias = nn.Parameter(torch.empty(num_classes))
+        self.value_proj = ConvNormAct(in_channels, mid_channels, 3)
+        self.reset_queries()
+
+    def reset_queries(self) -> None:
+        """Initialise the queries as ``nn.Conv2d`` initialises the 1x1 classifier they stand for."""
+        nn.init.kaiming_uniform_(self.queries, a=math.sqrt(5))
+        bound = 1 / math.sqrt(self.region_in_channels)
+        nn.init.uniform_(self.query_bias, -bound, bound)
+
+    def forward(self, feats: torch.Tensor, region_feats: torch.Tensor | None = None) -> DecoderOutput:
+        _check_feature_map(feats, self.in_channels, "feats", "in_channels")
+        if region_feats is None:
+            region_feats = feats
+        else:
+            _check_feature_map(region_feats, self.region_in_channels, "region_feats", "region_in_channels")
+            if region_feats.shape[0] != feats.shape[0] or region_feats.shape[2:] != feats.shape[2:]:
+                raise ValueError(
+                    f"region_feats {tuple(region_feats.shape)} must match feats {tuple(feats.shape)} "
+                    "in batch size and spatial size"
+                )
+        keys = self.key_proj(region_feats)  # (B, Cr, H, W)
+        pixels = self.value_proj(feats)  # (B, C, H, W)
+        region_logits = torch.einsum("kc,bchw->bkhw", self.queries, keys) + self.query_bias[:, None, None]
+
+        batch = feats.shape[0]
+        q = self.queries.expand(batch, 1, *self.queries.shape)  # (B, 1, K, Cr), shared by the batch
+        k = rearrange(keys, "b c h w -> b 1 (h w) c")  # (B, 1, N, Cr)
+        v = rearrange(pixels, "b c h w -> b 1 (h w) c")  # (B, 1, N, C)
+        # Scale 1: the classic head takes a plain spatial softmax of the region logits.
+        regions = attend(q, k, v, scale=1.0, backend=self.backend)[:, 0]  # (B, K, C)
+        return DecoderOutput(regions, region_logits, pixels)
+
+
+def _key_query_projection(in_channels: int, key_channels: int) -> nn.Sequential:
+    """Two Conv1x1 + BN + ReLU layers: the classic ``f_pixel`` / ``f_object``."""
+    return nn.Sequential(ConvNormAct(in_channels, key_channels, 1), ConvNormAct(key_channels, key_channels, 1))
+
+
+class OCREncoder(nn.Module):
+    """Pixel-query cross-attention over the K regions, then fusion with the pixel representation.
+
+    Args:
+        channels: ``C`` of the pixel and region representations.
+        key_channels: ``Dk`` of queries, keys and values inside the attention.
+        out_channels: channels of the fused output; defaults to ``channels``.
+        num_heads: ``h``; ``Dk`` is split into ``h`` heads of ``Dk / h`` channels, each with its own softmax
+            over the regions. ``num_heads=1`` is exactly the classic head.
+        dropout: ``Dropout2d`` probability after the fusion (0.05 in HRNet-OCR).
+        backend: attention backend for ``ocrformer.attend``.
+
+    ``forward(pixels, regions)``: pixels (B, C, H, W), regions (B, K, C) -> (B, out_channels, H, W).
+
+    Parameters (and the classic ``ocr_distri_head`` modules they replace):
+        query_proj  2 x (Conv1x1 + BN + ReLU) on pixels   ``f_pixel``
+        key_proj    2 x (Conv1x1 + BN + ReLU) on regions  ``f_object``
+        value_proj  Conv1x1 + BN + ReLU on regions        ``f_down``
+        out_proj    Conv1x1 + BN + ReLU, Dk -> C          ``f_up``
+        fuse        Conv1x1 + BN + ReLU on [context, pixels]  ``conv_bn_dropout``
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        key_channels: int = 256,
+        out_channels: int | None = None,
+        num_heads: int = 1,
+        dropout: float = 0.05,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        out_channels = channels if out_channels is None else out_channels
+        _check_positive_int(
+            channels=channels, key_channels=key_channels, out_channels=out_channels, num_heads=num_heads
+        )
+        if key_channels % num_heads:
+            raise ValueError(
+                f"key_channels ({key_channels}) must be divisible by num_heads ({num_heads}); "
+                f"try num_heads in {[h for h in range(1, key_channels + 1) if key_channels % h == 0][:8]}"
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        _validate_name(backend, "OCREncoder(backend=...)")
+        self.channels = channels
+        self.num_heads = num_heads
+        self.backend = backend
+        self.query_proj = _key_query_projection(channels, key_channels)
+        self.key_proj = _key_query_projection(channels, key_channels)
+        self.value_proj = ConvNormAct(channels, key_channels, 1)
+        self.out_proj = ConvNormAct(key_channels, channels, 1)
+        self.fuse = ConvNormAct(2 * channels, out_channels, 1)
+        self.dropout = nn.Dropout2d(dropout)
+
+    def forward(self, pixels: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        _check_feature_map(pixels, self.channels, "pixels", "channels")
+        if regions.dim() != 3 or regions.shape[0] != pixels.shape[0] or regions.shape[2] != self.channels:
+            raise ValueError(
+                f"regions must be (B, K, channels) = ({pixels.shape[0]}, K, {self.channels}), "
+                f"got {tuple(regions.shape)}"
+            )
+        height = pixels.shape[2]
+        # The region projections are 1x1 convs (as in the classic head), run on regions laid out (B, C, K, 1).
+        region_map = rearrange(regions, "b k c -> b c k 1")
+        q = rearrange(self.query_proj(pixels), "b (h d) y x -> b h (y x) d", h=self.num_heads)
+        k = rearrange(self.key_proj(region_map), "b (h d) k 1 -> b h k d", h=self.num_heads)
+        v = rearrange(self.value_proj(region_map), "b (h d) k 1 -> b h k d", h=self.num_heads)
+        context = attend(q, k, v, backend=self.backend)  # (B, h, N, d); scale d ** -0.5
+        context = rearrange(context, "b h (y x) d -> b (h d) y x", y=height)
+        context = self.out_proj(context)  # (B, C, H, W)
+        return self.dropout(self.fuse(torch.cat([context, pixels], dim=1)))
+
+
+class OCRHead(nn.Module):
+    """The OCR segmentation head: ``OCRDecoder`` -> ``OCREncoder`` -> 1x1 classifier.
+
+    Args:
+        in_channels: ``Cin`` of the backbone features (720 for HRNetV2-W48).
+        num_classes: K.
+        mid_channels: ``C`` of pixel/region representations (512 in HRNet-OCR).
+        key_channels: ``Dk`` inside the encoder attention (256 in HRNet-OCR).
+        num_heads: encoder attention heads; 1 is the classic head.
+        dropout: ``Dropout2d`` after the fusion (0.05 in HRNet-OCR).
+        backend: attention backend for both cross-attentions (``"auto"``, ``"matmul"``, ``"sdpa"``,
+            ``"xformers"``).
+        region_in_channels: channels of separate features for the soft regions (see ``OCRDecoder``).
+
+    ``forward(feats, region_feats=None)``: feats (B, Cin, H, W) -> ``{"logits": (B, K, H, W),
+    "aux_logits": (B, K, H, W)}``, both at the resolution of ``feats``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        mid_channels: int = 512,
+        key_channels: int = 256,
+        num_heads: int = 1,
+        dropout: float = 0.05,
+        backend: str = "auto",
+        region_in_channels: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.decoder = OCRDecoder(
+            in_channels,
+            num_classes,
+            mid_channels=mid_channels,
+            region_in_channels=region_in_channels,
+            backend=backend,
+        )
+        self.encoder = OCREncoder(
+            mid_channels, key_channels=key_channels, num_heads=num_heads, dropout=dropout, backend=backend
+        )
+        self.classifier = nn.Conv2d(mid_channels, num_classes, 1)
+
+    @property
+    def backend(self) -> str:
+        return self.decoder.backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        _validate_name(name, "OCRHead.backend")
+        self.decoder.backend = self.encoder.backend = name
+
+    def forward(self, feats: torch.Tensor, region_feats: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        decoded = self.decoder(feats, region_feats)
+        fused = self.encoder(decoded.pixels, decoded.regions)
+        return {"logits": self.classifier(fused), "aux_logits": decoded.region_logits}
