@@ -42,6 +42,7 @@ __all__ = [
     "attention_backend",
     "available_backends",
     "choose_backend",
+    "reload_table",
     "unsupported_reasons",
 ]
 
@@ -157,13 +158,10 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         if not isinstance(t, torch.Tensor):
             raise ValueError(f"attend: {name} must be a torch.Tensor, got {type(t).__name__}")
         if t.dim() != 4:
-            raise ValueError(
-                f"attend: {name} must be 4-D (B, heads, L, D), got shape {tuple(t.shape)}"
-            )
+            raise ValueError(f"attend: {name} must be 4-D (B, heads, L, D), got shape {tuple(t.shape)}")
     if q.shape[:2] != k.shape[:2] or k.shape[:2] != v.shape[:2]:
         raise ValueError(
-            "attend: q, k and v must share (B, heads); got "
-            f"q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+            f"attend: q, k and v must share (B, heads); got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
         )
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(
@@ -175,6 +173,8 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         )
     if k.shape[2] == 0:
         raise ValueError(f"attend: k has no keys (Lk = 0, shape {tuple(k.shape)}); softmax over nothing")
+    if not q.is_floating_point():
+        raise ValueError(f"attend: q, k, v must be floating point, got {q.dtype}")
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError(f"attend: q, k, v must share a dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
     if not (q.device == k.device == v.device):
@@ -230,12 +230,22 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-@functools.lru_cache(maxsize=1)
-def _load_table() -> list[dict]:
-    if not TABLE_PATH.exists():
+def _load_table(path: Path = TABLE_PATH) -> list[dict]:
+    if not path.exists():
         return []
-    with open(TABLE_PATH) as f:
+    with open(path) as f:
         return json.load(f)["entries"]
+
+
+# Read once at import, so that no file I/O happens inside attend() (torch.compile traces through it).
+_TABLE: list[dict] = _load_table()
+
+
+def reload_table(path: Path = TABLE_PATH) -> None:
+    """Re-read the decision table (after ``benchmarks/attention_speed.py --write-table``)."""
+    global _TABLE
+    _TABLE = _load_table(path)
+    _table_choice.cache_clear()
 
 
 def _shape_distance(entry: dict, shape: dict) -> float:
@@ -246,7 +256,7 @@ def _shape_distance(entry: dict, shape: dict) -> float:
 @functools.lru_cache(maxsize=4096)
 def _table_choice(device: str, dtype: str, grad: bool, shape_items: tuple, usable: tuple) -> str | None:
     shape = dict(shape_items)
-    entries = [e for e in _load_table() if e["device"] == device and e["dtype"] == dtype]
+    entries = [e for e in _TABLE if e["device"] == device and e["dtype"] == dtype]
     with_grad = [e for e in entries if e["grad"] == grad]
     entries = with_grad or entries
     best = None
@@ -263,9 +273,9 @@ def choose_backend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
     (same device type, dtype and gradient mode; nearest (B*h, Lq, Lk, D, Dv) on a log scale)."""
     usable = available_backends(q, k, v)
     shape = {"bh": q.shape[0] * q.shape[1], "lq": q.shape[2], "lk": k.shape[2], "d": q.shape[3], "dv": v.shape[3]}
-    choice = _table_choice(
-        q.device.type, _dtype_name(q.dtype), _needs_grad(q, k, v), tuple(shape.items()), tuple(usable)
-    )
+    # The memo is for eager calls; torch.compile traces the lookup itself (and warns about caches).
+    lookup = _table_choice.__wrapped__ if torch.compiler.is_compiling() else _table_choice
+    choice = lookup(q.device.type, _dtype_name(q.dtype), _needs_grad(q, k, v), tuple(shape.items()), tuple(usable))
     if choice is not None:
         return choice
     for name in _FALLBACK_ORDER.get(q.device.type, _DEFAULT_FALLBACK):
@@ -310,7 +320,8 @@ def attend(
         if reasons:
             raise ValueError(
                 f"attention backend {name!r} cannot run q {tuple(q.shape)}, k {tuple(k.shape)}, "
-                f"v {tuple(v.shape)} ({q.dtype}, {q.device}): " + "; ".join(reasons)
+                f"v {tuple(v.shape)} ({q.dtype}, {q.device}): "
+                + "; ".join(reasons)
                 + f". Usable here: {available_backends(q, k, v)}"
             )
     return BACKENDS[name].run(q, k, v, scale)

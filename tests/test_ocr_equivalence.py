@@ -50,9 +50,7 @@ def _classic_grads_as_ocrformer(classic: ClassicOCRHead) -> dict:
 @pytest.mark.parametrize("num_heads_case", [(19, 7, 9), (3, 8, 8), (150, 5, 6)], ids=str)
 def test_train_mode_outputs_gradients_and_running_stats_match(num_heads_case, dtype, rng):
     num_classes, height, width = num_heads_case
-    classic, head = classic_and_ocrformer(
-        20, num_classes, dtype=dtype, mid_channels=24, key_channels=12, dropout=0.0
-    )
+    classic, head = classic_and_ocrformer(20, num_classes, dtype=dtype, mid_channels=24, key_channels=12, dropout=0.0)
     classic.train(), head.train()
     feats = torch.randn(2, 20, height, width, generator=rng, dtype=torch.float64).to(dtype)
     cotangent = {
@@ -81,9 +79,7 @@ def test_train_mode_outputs_gradients_and_running_stats_match(num_heads_case, dt
         assert grad.abs().max() <= tol * 10 * expected_grads["decoder.query_bias"].abs().max(), name
 
     # BatchNorm running statistics moved the same way (the folded biases stay consistent).
-    converted_after = {
-        k.removeprefix("head."): v for k, v in convert_checkpoint(classic.state_dict()).items()
-    }
+    converted_after = {k.removeprefix("head."): v for k, v in convert_checkpoint(classic.state_dict()).items()}
     for name, buffer in head.named_buffers():
         if name.endswith(("running_mean", "running_var")):
             assert relative_error(buffer, converted_after[name]) <= tol, name
