@@ -26,6 +26,7 @@ import math
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from timm.layers import ConvNormAct
 from torch import nn
@@ -121,7 +122,15 @@ class OCRDecoder(nn.Module):
         bound = 1 / math.sqrt(self.region_in_channels)
         nn.init.uniform_(self.query_bias, -bound, bound)
 
-    def forward(self, feats: torch.Tensor, region_feats: torch.Tensor | None = None) -> DecoderOutput:
+    def forward(
+        self,
+        feats: torch.Tensor,
+        region_feats: torch.Tensor | None = None,
+        *,
+        region_weights: torch.Tensor | None = None,
+    ) -> DecoderOutput:
+        """``region_weights`` (B, K, N), each row summing to 1 over the pixels (or 0 for an empty region),
+        replaces the attention weights -- the GT-OCR oracle passes ground-truth regions this way."""
         _check_feature_map(feats, self.in_channels, "feats", "in_channels")
         if region_feats is None:
             region_feats = feats
@@ -140,8 +149,11 @@ class OCRDecoder(nn.Module):
         q = self.queries.expand(batch, 1, *self.queries.shape)  # (B, 1, K, Cr), shared by the batch
         k = rearrange(keys, "b c h w -> b 1 (h w) c")  # (B, 1, N, Cr)
         v = rearrange(pixels, "b c h w -> b 1 (h w) c")  # (B, 1, N, C)
-        # Scale 1: the classic head takes a plain spatial softmax of the region logits.
-        regions = attend(q, k, v, scale=1.0, backend=self.backend)[:, 0]  # (B, K, C)
+        if region_weights is None:
+            # Scale 1: the classic head takes a plain spatial softmax of the region logits.
+            regions = attend(q, k, v, scale=1.0, backend=self.backend)[:, 0]  # (B, K, C)
+        else:
+            regions = torch.bmm(region_weights.to(v.dtype), v[:, 0])  # (B, K, N) @ (B, N, C)
         return DecoderOutput(regions, region_logits, pixels)
 
 
@@ -205,7 +217,11 @@ class OCREncoder(nn.Module):
         self.fuse = ConvNormAct(2 * channels, out_channels, 1)
         self.dropout = nn.Dropout2d(dropout)
 
-    def forward(self, pixels: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, pixels: torch.Tensor, regions: torch.Tensor, *, assignment: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``assignment`` (B, N, K): for the GT-OCR oracle, a one-hot row makes that pixel take the value of
+        its own ground-truth region instead of attending; all-zero rows (unlabelled pixels) attend as usual."""
         _check_feature_map(pixels, self.channels, "pixels", "channels")
         if regions.dim() != 3 or regions.shape[0] != pixels.shape[0] or regions.shape[2] != self.channels:
             raise ValueError(
@@ -219,6 +235,10 @@ class OCREncoder(nn.Module):
         k = rearrange(self.key_proj(region_map), "b (h d) k 1 -> b h k d", h=self.num_heads)
         v = rearrange(self.value_proj(region_map), "b (h d) k 1 -> b h k d", h=self.num_heads)
         context = attend(q, k, v, backend=self.backend)  # (B, h, N, d); scale d ** -0.5
+        if assignment is not None:
+            assigned = torch.einsum("bnk,bhkd->bhnd", assignment.to(v.dtype), v)
+            labelled = (assignment.sum(dim=-1) > 0)[:, None, :, None]  # (B, 1, N, 1)
+            context = torch.where(labelled, assigned, context)
         context = rearrange(context, "b h (y x) d -> b (h d) y x", y=height)
         context = self.out_proj(context)  # (B, C, H, W)
         return self.dropout(self.fuse(torch.cat([context, pixels], dim=1)))
@@ -276,7 +296,36 @@ class OCRHead(nn.Module):
         _validate_name(name, "OCRHead.backend")
         self.decoder.backend = self.encoder.backend = name
 
-    def forward(self, feats: torch.Tensor, region_feats: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        decoded = self.decoder(feats, region_feats)
-        fused = self.encoder(decoded.pixels, decoded.regions)
+    def forward(
+        self,
+        feats: torch.Tensor,
+        region_feats: torch.Tensor | None = None,
+        *,
+        oracle_labels: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """``oracle_labels`` (B, H, W) ground-truth class ids at the resolution of ``feats`` (values outside
+        [0, K) = unlabelled) switch on the GT-OCR oracle, the paper's Fig. 1 upper bound -- an analysis tool,
+        since it needs labels at inference: each region is the mean of its ground-truth pixels, and each
+        labelled pixel takes its own class's region instead of attending over all of them."""
+        if oracle_labels is None:
+            decoded = self.decoder(feats, region_feats)
+            fused = self.encoder(decoded.pixels, decoded.regions)
+        else:
+            one_hot = self._ground_truth_regions(oracle_labels, feats)  # (B, K, N)
+            weights = one_hot / one_hot.sum(dim=-1, keepdim=True).clamp_min(1.0)  # L1-normalised: means
+            decoded = self.decoder(feats, region_feats, region_weights=weights)
+            fused = self.encoder(decoded.pixels, decoded.regions, assignment=one_hot.transpose(1, 2))
         return {"logits": self.classifier(fused), "aux_logits": decoded.region_logits}
+
+    def _ground_truth_regions(self, labels: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        """labels (B, H, W) -> one-hot (B, K, H*W) in feats' dtype; out-of-range labels give all-zero columns."""
+        if labels.shape != (feats.shape[0], *feats.shape[2:]):
+            raise ValueError(
+                f"oracle_labels must be (B, H, W) = {(feats.shape[0], *feats.shape[2:])} like feats, "
+                f"got {tuple(labels.shape)} (resize labels with nearest interpolation first)"
+            )
+        num_classes = self.decoder.num_classes
+        labels = labels.flatten(1).long()
+        valid = (labels >= 0) & (labels < num_classes)
+        one_hot = F.one_hot(labels.where(valid, 0), num_classes) * valid[..., None]  # (B, N, K)
+        return one_hot.transpose(1, 2).to(feats.dtype)

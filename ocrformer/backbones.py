@@ -1,0 +1,136 @@
+"""Backbones: timm ``features_only`` models, and the parameter-free adapters that turn their feature lists into
+what the OCR head reads.
+
+Shape legend: B batch, Cin channels of the head input, H/s x W/s the feature map at the backbone's stride s.
+
+Layouts:
+    ``"hrnet"``     HRNetV2: the four branch outputs (strides 4, 8, 16, 32) upsampled to stride 4 and
+                    concatenated (720 channels for W48) -- the HRNet-OCR input. The regions are predicted from
+                    the same features.
+    ``"last_two"``  dilated ResNet (``output_stride=8``): OCR on the last stage, the soft regions from the
+                    stage before, as in the ResNet-101 OCRNet.
+    ``"last"``      any other timm model: the deepest feature map for both.
+
+The timm model is used as it is, so its parameter names are timm's: for HRNet they are the
+names of the HRNet-Semantic-Segmentation code, and released HRNet-OCR backbones load without renaming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["BackboneInfo", "FeatureAdapter", "create_backbone"]
+
+
+def _default_layout(name: str) -> str:
+    if name.startswith("hrnet"):
+        return "hrnet"
+    if name.startswith(("resnet", "resnext", "seresnet", "wide_resnet")):
+        return "last_two"
+    return "last"
+
+
+class FeatureAdapter(nn.Module):
+    """Parameter-free: a list of feature maps -> ``(feats (B, Cin, h, w), region_feats (B, Cr, h, w) | None)``."""
+
+    def __init__(self, layout: str, *, align_corners: bool = True) -> None:
+        super().__init__()
+        if layout not in ("hrnet", "last_two", "last"):
+            raise ValueError(f"layout must be 'hrnet', 'last_two' or 'last', got {layout!r}")
+        self.layout = layout
+        self.align_corners = align_corners
+
+    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.layout == "hrnet":
+            size = features[0].shape[-2:]
+            upsampled = [features[0]] + [
+                F.interpolate(f, size=size, mode="bilinear", align_corners=self.align_corners) for f in features[1:]
+            ]
+            return torch.cat(upsampled, dim=1), None
+        if self.layout == "last_two":
+            return features[-1], features[-2]
+        return features[-1], None
+
+    def extra_repr(self) -> str:
+        return f"layout={self.layout!r}, align_corners={self.align_corners}"
+
+
+def _timm_features(
+    name: str, layout: str, *, pretrained: bool, checkpoint_path: str | Path | None, **kwargs
+) -> nn.Module:
+    kwargs = {"features_only": True, **kwargs}
+    if layout == "hrnet":
+        # Raw branch outputs (no classification "incre" blocks), the four branches only (not the stem).
+        kwargs.setdefault("feature_location", "")
+        kwargs.setdefault("out_indices", (1, 2, 3, 4))
+    elif layout == "last_two":
+        kwargs.setdefault("output_stride", 8)
+        kwargs.setdefault("out_indices", (-2, -1))
+    else:
+        kwargs.setdefault("out_indices", (-1,))
+    if checkpoint_path is not None:
+        path = Path(checkpoint_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint_path {str(path)!r} does not exist (expected a local weights file)")
+        # timm loads a local file through the same path as its hub weights (and adapts it to features_only).
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+    return timm.create_model(name, pretrained=pretrained, **kwargs)
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    """What the model needs to know: channels of ``feats`` and ``region_feats`` (``None``: same as feats), the
+    output stride, and the divisor the input size must have (timm's HRNet fuses branches with fixed 2x
+    upsampling, so its input must be a multiple of 32; strided convs accept any size)."""
+
+    out_channels: int
+    region_channels: int | None
+    stride: int
+    size_divisor: int
+
+
+def create_backbone(
+    name: str,
+    *,
+    pretrained: bool = False,
+    checkpoint_path: str | Path | None = None,
+    layout: str | None = None,
+    align_corners: bool = True,
+    **timm_kwargs,
+) -> tuple[nn.Module, FeatureAdapter, BackboneInfo]:
+    """A timm model as a feature extractor for OCR: ``(body, adapter, info)``.
+
+    ``adapter(body(images))`` maps images (B, 3, H, W) to ``(feats (B, out_channels, H/s, W/s), region_feats)``.
+    The body is returned bare (not wrapped) so that its parameters keep timm's names inside the model.
+
+    Args:
+        name: any timm model name (``hrnet_w48``, ``resnet101``, ...).
+        pretrained: ``False`` (default) builds randomly initialised weights -- nothing is downloaded. ``True``
+            asks timm for its released weights, which needs a network connection.
+        checkpoint_path: a local weights file (timm/ImageNet layout) to initialise from; no network needed.
+        layout: ``"hrnet"``, ``"last_two"`` or ``"last"`` (see the module docstring); chosen from the name when
+            ``None``.
+        align_corners: for the HRNet branch upsampling (``True`` in HRNet-OCR).
+        **timm_kwargs: passed to ``timm.create_model`` (e.g. ``output_stride``, ``out_indices``).
+    """
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:10]
+        raise ValueError(f"backbone {name!r} is not a timm model; similar names: {close}")
+    layout = _default_layout(name) if layout is None else layout
+    adapter = FeatureAdapter(layout, align_corners=align_corners)
+    body = _timm_features(name, layout, pretrained=pretrained, checkpoint_path=checkpoint_path, **timm_kwargs)
+    channels = body.feature_info.channels()
+    strides = body.feature_info.reduction()
+    info = BackboneInfo(
+        out_channels=sum(channels) if layout == "hrnet" else channels[-1],
+        region_channels=channels[-2] if layout == "last_two" else None,
+        stride=strides[0] if layout == "hrnet" else strides[-1],
+        size_divisor=max(strides) if layout == "hrnet" else 1,
+    )
+    return body, adapter, info
