@@ -146,7 +146,8 @@ class OCRDecoder(nn.Module):
         region_logits = torch.einsum("kc,bchw->bkhw", self.queries, keys) + self.query_bias[:, None, None]
 
         batch = feats.shape[0]
-        q = self.queries.expand(batch, 1, *self.queries.shape)  # (B, 1, K, Cr), shared by the batch
+        # (B, 1, K, Cr), shared by the batch; under autocast the keys may be bf16 while the parameter is not.
+        q = self.queries.to(keys.dtype).expand(batch, 1, *self.queries.shape)
         k = rearrange(keys, "b c h w -> b 1 (h w) c")  # (B, 1, N, Cr)
         v = rearrange(pixels, "b c h w -> b 1 (h w) c")  # (B, 1, N, C)
         if region_weights is None:

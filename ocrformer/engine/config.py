@@ -1,0 +1,111 @@
+"""The training configuration (one flat dataclass, turned into command-line flags by the experiment scripts)
+and the datasets it names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch.utils.data import Dataset
+
+__all__ = ["TrainConfig", "build_datasets"]
+
+_AMP = ("none", "bf16", "fp16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; saved in every checkpoint and as ``config.json``.
+
+    Sizes are (height, width) in pixels; ``batch_size`` is per process; ``iterations`` counts optimizer steps.
+    """
+
+    model: str = "ocrnet_tiny"
+    model_kwargs: dict = field(default_factory=dict)
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    train_split: str | None = None
+    val_split: str | None = None
+    classes_json: str | None = None  # the folder dataset's class list
+    crop_size: tuple[int, int] = (64, 64)
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    jitter: bool = True
+    flip: bool = True
+    batch_size: int = 8
+    val_batch_size: int = 1
+    iterations: int = 300
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    aux_weight: float = 0.4
+    ignore_index: int = 255
+    class_weights: str | list[float] | None = None  # None, "cityscapes", or K floats
+    ohem: bool = False
+    ohem_threshold: float = 0.7
+    ohem_min_kept: int = 100_000
+    oracle: bool = False  # GT-OCR: ground-truth regions in training and evaluation (analysis only)
+    amp: str = "none"
+    device: str = "auto"
+    workers: int = 0
+    seed: int = 0
+    output_dir: str = "outputs/train"
+    resume: str | None = None  # a checkpoint path, or "auto" (output_dir/last.pth when it exists)
+    checkpoint_every: int = 100
+    eval_every: int = 0  # 0: evaluate once, at the end
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.amp not in _AMP:
+            raise ValueError(f"amp must be one of {_AMP}, got {self.amp!r}")
+        for name in ("batch_size", "val_batch_size", "iterations", "checkpoint_every", "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        self.crop_size = tuple(self.crop_size)
+        self.scale_range = tuple(self.scale_range)
+
+    def resolved_class_weights(self, num_classes: int) -> list[float] | None:
+        if self.class_weights is None:
+            return None
+        if self.class_weights == "cityscapes":
+            from ..data import CITYSCAPES_CLASS_WEIGHTS
+
+            weights = list(CITYSCAPES_CLASS_WEIGHTS)
+        elif isinstance(self.class_weights, str):
+            raise ValueError(f"class_weights must be None, 'cityscapes' or a list, got {self.class_weights!r}")
+        else:
+            weights = [float(w) for w in self.class_weights]
+        if len(weights) != num_classes:
+            raise ValueError(f"class_weights has {len(weights)} entries but the dataset has {num_classes} classes")
+        return weights
+
+
+def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
+    """The (train, val) datasets the config names, with training augmentation and evaluation transforms."""
+    from ..data import EvalTransform, TrainTransform, build_dataset
+
+    train_transform = TrainTransform(
+        config.crop_size,
+        scale_range=config.scale_range,
+        flip=config.flip,
+        jitter=config.jitter,
+        ignore_index=config.ignore_index,
+    )
+    splits = {
+        "cityscapes": ("train", "val"),
+        "ade20k": ("training", "validation"),
+        "synthetic": ("train", "val"),
+        "folder": ("train", "val"),
+    }
+    if config.dataset not in splits:
+        raise ValueError(f"dataset must be one of {sorted(splits)}, got {config.dataset!r}")
+    train_split = config.train_split or splits[config.dataset][0]
+    val_split = config.val_split or splits[config.dataset][1]
+    extra = {"classes_json": config.classes_json} if config.dataset == "folder" else {}
+    train = build_dataset(config.dataset, root=config.data_root, split=train_split, transforms=train_transform, **extra)
+    val = build_dataset(config.dataset, root=config.data_root, split=val_split, transforms=EvalTransform(), **extra)
+    return train, val

@@ -1,0 +1,334 @@
+"""Training and evaluation of segmentation models, on one CPU or many GPUs, losing nothing.
+
+- SGD (momentum 0.9) with poly learning-rate decay (``torch.optim.lr_scheduler.PolynomialLR``), weight decay.
+- bf16 autocast on CPU and GPU (``amp="bf16"``); fp16 with a GradScaler on GPU (``amp="fp16"``).
+- ``torchrun`` launches several processes: DistributedDataParallel over gloo (CPU) or NCCL (GPU), with
+  SyncBatchNorm on GPU. PyTorch's SyncBatchNorm has no CPU kernel, so CPU processes keep per-process
+  BatchNorm statistics (a warning says so). One process needs no process group at all.
+- Checkpoints hold model, optimizer, scheduler, scaler, every rank's RNG state, the iteration and the config;
+  they are written atomically. ``resume`` continues the exact same run: the data stream and the augmentation
+  seeds are functions of (seed, epoch, position) (see ``sampler.py``).
+- SIGTERM / SIGINT: the current iteration finishes, a checkpoint is written, ``fit`` returns
+  ``{"interrupted": True, ...}``.
+- A non-finite loss stops training with ``FloatingPointError`` naming the iteration and the last good
+  checkpoint, which is left untouched.
+- Progress bar (rank 0) with loss, lr and images/s; metrics appended to ``metrics.jsonl``; a PNG of the loss
+  and mIoU curves at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import signal
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from ..evaluation import SemanticEvaluator
+from ..inference import predict
+from ..losses import OCRLoss
+from ..models import create_model
+from .checkpoint import atomic_save, capture_rng_state, load_checkpoint, restore_rng_state
+from .config import TrainConfig
+from .distributed import DistributedContext, setup_distributed
+from .plots import plot_curves
+from .sampler import ResumableSampler, SeededSamples
+
+__all__ = ["Trainer"]
+
+LAST_CHECKPOINT = "last.pth"
+
+
+class Trainer:
+    """Train ``config.model`` on ``train_set`` and evaluate on ``val_set``.
+
+    Datasets return dicts with ``"image"`` (3, H, W) float and ``"label"`` (H, W) int64 (ignore = the model's
+    ``ignore_index``) after their transforms, and carry ``num_classes``, ``classes`` and ``palette``.
+    ``ocrformer.engine.build_datasets(config)`` makes them from the config.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_set: Dataset,
+        val_set: Dataset | None = None,
+        *,
+        context: DistributedContext | None = None,
+    ) -> None:
+        self.config = config
+        self.context = context or setup_distributed(config.device)
+        self.train_set, self.val_set = train_set, val_set
+        self.num_classes = train_set.num_classes
+        self.output_dir = Path(config.output_dir)
+        self.metrics_path = self.output_dir / "metrics.jsonl"
+        torch.manual_seed(config.seed + self.context.rank)
+
+        model = create_model(config.model, self.num_classes, **config.model_kwargs).to(self.context.device)
+        if self.context.is_distributed:
+            model = self._distribute(model)
+        self.model = model
+        self.criterion = OCRLoss(
+            aux_weight=config.aux_weight,
+            ignore_index=config.ignore_index,
+            class_weights=config.resolved_class_weights(self.num_classes),
+            ohem=config.ohem,
+            ohem_threshold=config.ohem_threshold,
+            ohem_min_kept=config.ohem_min_kept,
+        ).to(self.context.device)
+        self.optimizer = torch.optim.SGD(
+            self.module.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.PolynomialLR(
+            self.optimizer, total_iters=config.iterations, power=config.poly_power
+        )
+        self.scaler = torch.amp.GradScaler(self.context.device.type, enabled=config.amp == "fp16")
+        self.iteration = 0
+        self._stop_signal: int | None = None
+
+    # ------------------------------------------------------------------------------------------ set-up
+    @property
+    def module(self) -> torch.nn.Module:
+        """The model without its DistributedDataParallel wrapper."""
+        return self.model.module if isinstance(self.model, DistributedDataParallel) else self.model
+
+    def _distribute(self, model: torch.nn.Module) -> torch.nn.Module:
+        if self.context.device.type == "cuda":
+            from timm.layers import convert_sync_batchnorm  # knows timm's BatchNormAct2d
+
+            model = convert_sync_batchnorm(model)
+            return DistributedDataParallel(model, device_ids=[self.context.local_rank])
+        if self.context.is_main:
+            warnings.warn(
+                "training on CPU with several processes: PyTorch's SyncBatchNorm has no CPU kernel, so each "
+                "process normalises with its own batch statistics",
+                stacklevel=3,
+            )
+        return DistributedDataParallel(model)
+
+    def _autocast(self):
+        if self.config.amp == "none":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
+        return torch.autocast(self.context.device.type, dtype=dtype)
+
+    def _train_batches(self) -> Iterator[dict]:
+        sampler = ResumableSampler(
+            len(self.train_set),
+            seed=self.config.seed,
+            rank=self.context.rank,
+            world_size=self.context.world_size,
+            start=self.iteration * self.config.batch_size,
+        )
+        loader = DataLoader(
+            SeededSamples(self.train_set),
+            batch_size=self.config.batch_size,
+            sampler=sampler,
+            num_workers=self.config.workers,
+            pin_memory=self.context.device.type == "cuda",
+            drop_last=True,
+            persistent_workers=self.config.workers > 0,
+            # Its own generator: creating the iterator must not draw from the global RNG, or a resumed run's
+            # dropout masks would be shifted by one draw against the uninterrupted run.
+            generator=torch.Generator().manual_seed(self.config.seed),
+        )
+        return iter(loader)
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, name: str = LAST_CHECKPOINT) -> Path | None:
+        """Write the full training state (rank 0 writes; every rank's RNG state is gathered)."""
+        rng = [capture_rng_state()]
+        if self.context.is_distributed:
+            rng = [None] * self.context.world_size
+            dist.all_gather_object(rng, capture_rng_state())
+        if not self.context.is_main:
+            return None
+        state = {
+            "model": self.module.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "iteration": self.iteration,
+            "config": dataclasses.asdict(self.config),
+            "classes": list(getattr(self.train_set, "classes", [])),
+            "palette": [list(c) for c in getattr(self.train_set, "palette", [])],
+            "num_classes": self.num_classes,
+            "world_size": self.context.world_size,
+        }
+        return atomic_save(state, self.output_dir / name)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore a checkpoint written by ``save_checkpoint`` (same model and world size) to continue it."""
+        state = load_checkpoint(path, map_location=self.context.device)
+        if state.get("world_size", 1) != self.context.world_size:
+            raise ValueError(
+                f"checkpoint {path} was written by {state['world_size']} processes but this run has "
+                f"{self.context.world_size}: the data stream would not continue where it stopped"
+            )
+        self.module.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        restore_rng_state(state["rng"][self.context.rank])
+        self.iteration = state["iteration"]
+
+    def _resume_path(self) -> Path | None:
+        resume = self.config.resume
+        if not resume:
+            return None
+        if resume == "auto":
+            path = self.output_dir / LAST_CHECKPOINT
+            return path if path.is_file() else None
+        return Path(resume)
+
+    # --------------------------------------------------------------------------------------- training
+    def fit(self) -> dict:
+        """Train until ``config.iterations`` (or a stop signal). Returns the last logged metrics."""
+        resume = self._resume_path()
+        if resume is not None:
+            self.load_checkpoint(resume)
+        config, main = self.config, self.context.is_main
+        if main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+        last_good = (self.output_dir / LAST_CHECKPOINT) if resume is not None else None
+        summary: dict = {"iteration": self.iteration, "interrupted": False}
+        batches = self._train_batches()
+        evaluated = None
+        images_per_step = config.batch_size * self.context.world_size
+        self.model.train()
+        with self._signals_caught(), tqdm(
+            total=config.iterations, initial=self.iteration, disable=not main, desc=config.model, unit="it"
+        ) as progress:
+            while self.iteration < config.iterations:
+                started = time.perf_counter()
+                losses = self._step(next(batches), last_good)
+                self.iteration += 1
+                throughput = images_per_step / (time.perf_counter() - started)
+                row = {"iter": self.iteration, **losses, "lr": self.scheduler.get_last_lr()[0]}
+                row["images_per_s"] = throughput
+                progress.update(1)
+                progress.set_postfix(loss=f"{losses['loss']:.3f}", lr=f"{row['lr']:.2e}", img_s=f"{throughput:.1f}")
+                if self.iteration % config.log_every == 0 or self.iteration == config.iterations:
+                    self._log(row)
+                if config.eval_every and self.iteration % config.eval_every == 0 and self.val_set is not None:
+                    evaluated = self._evaluate_and_log()
+                    self.model.train()
+                if self.iteration % config.checkpoint_every == 0 or self.iteration == config.iterations:
+                    last_good = self.save_checkpoint()
+                if self._should_stop():
+                    last_good = self.save_checkpoint()
+                    summary["interrupted"] = True
+                    if main:
+                        tqdm.write(f"stopped by signal at iteration {self.iteration}; checkpoint: {last_good}")
+                    break
+                summary.update(row)
+        if not summary["interrupted"] and self.val_set is not None:
+            if evaluated is None or evaluated["iter"] != self.iteration:
+                evaluated = self._evaluate_and_log()
+            summary.update(evaluated)
+        if main and self.metrics_path.exists():
+            plot_curves(self.metrics_path, self.output_dir / "curves.png", title=config.model)
+        summary["iteration"] = self.iteration
+        return summary
+
+    def _step(self, batch: dict, last_good: Path | None) -> dict:
+        images = batch["image"].to(self.context.device, non_blocking=True)
+        labels = batch["label"].to(self.context.device, non_blocking=True)
+        with self._autocast():
+            outputs = self.model(images, **self._oracle(labels))
+        losses = self.criterion({k: v.float() for k, v in outputs.items()}, labels)
+        loss = sum(losses.values())
+        self._check_finite(loss, losses, last_good)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return {"loss": loss.item(), **{name: value.item() for name, value in losses.items()}}
+
+    def _oracle(self, labels: torch.Tensor) -> dict:
+        return {"oracle_labels": labels} if self.config.oracle else {}
+
+    def _check_finite(self, loss: torch.Tensor, losses: dict, last_good: Path | None) -> None:
+        finite = torch.isfinite(loss.detach()).float()
+        if self.context.is_distributed:  # every rank stops together
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item() < 1:
+            terms = ", ".join(f"{name}={value.item():.4g}" for name, value in losses.items())
+            kept = f"the last good checkpoint, {last_good}, is kept" if last_good else "no checkpoint was written yet"
+            raise FloatingPointError(
+                f"non-finite loss at iteration {self.iteration + 1} ({terms}); training stopped and {kept}. "
+                "Lower the learning rate or check the data for corrupt labels."
+            )
+
+    # ------------------------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self, *, scales: tuple[float, ...] = (1.0,), flip: bool = False) -> dict:
+        """mIoU and accuracies on ``val_set`` (sharded over ranks, confusion matrices summed)."""
+        if self.val_set is None:
+            raise ValueError("evaluate() needs a val_set")
+        indices = range(self.context.rank, len(self.val_set), self.context.world_size)
+        loader = DataLoader(
+            Subset(self.val_set, list(indices)),
+            batch_size=self.config.val_batch_size,
+            num_workers=self.config.workers,
+        )
+        evaluator = SemanticEvaluator(self.num_classes, ignore_index=self.config.ignore_index)
+        model = self.module
+        model.eval()
+        for batch in tqdm(loader, desc="evaluate", disable=not self.context.is_main, leave=False):
+            images = batch["image"].to(self.context.device)
+            labels = batch["label"].to(self.context.device)
+            with self._autocast():
+                if self.config.oracle:
+                    scores = model(images, oracle_labels=labels)["logits"]
+                else:
+                    scores = predict(model, images, scales=scales, flip=flip, align_corners=model.align_corners)
+            evaluator.update(scores.float(), labels)
+        return evaluator.compute()
+
+    def _evaluate_and_log(self) -> dict:
+        metrics = self.evaluate()
+        row = {"iter": self.iteration, **{k: metrics[k] for k in ("miou", "acc", "macc")}}
+        self._log(row)
+        return row
+
+    def _log(self, row: dict) -> None:
+        if self.context.is_main:
+            with open(self.metrics_path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    # ---------------------------------------------------------------------------------------- signals
+    @contextlib.contextmanager
+    def _signals_caught(self) -> Iterator[None]:
+        """Turn SIGTERM/SIGINT into "finish this iteration, checkpoint, return" (main thread only)."""
+
+        def request_stop(signum, frame):
+            self._stop_signal = signum
+
+        previous = {}
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                previous[signum] = signal.signal(signum, request_stop)
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _should_stop(self) -> bool:
+        stop = torch.tensor(float(self._stop_signal is not None))
+        if self.context.is_distributed:  # a signal to any rank stops all of them at the same iteration
+            stop = stop.to(self.context.device)
+            dist.all_reduce(stop, op=dist.ReduceOp.MAX)
+        return bool(stop.item())

@@ -1,0 +1,169 @@
+"""The trainer: exact resume, interrupts, non-finite losses, bf16, outputs, and a 2-process torchrun run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ocrformer.engine import Trainer, TrainConfig, load_checkpoint
+
+from .helpers.toy import ToySegmentation, toy_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def train(config, **kwargs):
+    trainer = Trainer(config, ToySegmentation(), ToySegmentation(num_images=4, seed=9, augment=False), **kwargs)
+    return trainer, trainer.fit()
+
+
+def losses_by_iteration(output_dir):
+    rows = [json.loads(line) for line in (Path(output_dir) / "metrics.jsonl").read_text().splitlines()]
+    return {r["iter"]: r["loss"] for r in rows if "loss" in r}
+
+
+def test_resume_continues_exactly(tmp_path, monkeypatch):
+    straight, summary = train(toy_config(tmp_path / "straight"))
+    assert summary["iteration"] == 6 and not summary["interrupted"]
+
+    # The same run, stopped after 3 iterations (as SIGTERM would), then resumed from its checkpoint.
+    first = Trainer(toy_config(tmp_path / "resumed"), ToySegmentation(), ToySegmentation(num_images=4, seed=9))
+    step = first._step
+
+    def step_then_signal(*args):
+        result = step(*args)
+        if first.iteration == 2:  # the step that makes iteration 3
+            first._stop_signal = signal.SIGTERM
+        return result
+
+    monkeypatch.setattr(first, "_step", step_then_signal)
+    partial = first.fit()
+    assert partial["interrupted"] and partial["iteration"] == 3
+    assert load_checkpoint(tmp_path / "resumed" / "last.pth")["iteration"] == 3
+
+    resumed, summary = train(toy_config(tmp_path / "resumed", resume="auto"))
+    assert summary["iteration"] == 6
+
+    expected, actual = straight.module.state_dict(), resumed.module.state_dict()
+    for name in expected:
+        assert torch.equal(actual[name], expected[name]), name
+    straight_losses, resumed_losses = losses_by_iteration(tmp_path / "straight"), losses_by_iteration(tmp_path / "resumed")
+    assert resumed_losses == straight_losses  # iterations 1-3 from the first part, 4-6 after the resume
+    assert summary["miou"] == pytest.approx(straight.evaluate()["miou"])
+
+
+def test_non_finite_loss_names_the_iteration_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    trainer = Trainer(toy_config(tmp_path, checkpoint_every=2), ToySegmentation())
+    criterion = trainer.criterion
+
+    def poisoned(outputs, target):
+        losses = criterion(outputs, target)
+        if trainer.iteration == 2:  # computing iteration 3
+            losses["loss_main"] = losses["loss_main"] * float("nan")
+        return losses
+
+    monkeypatch.setattr(trainer, "criterion", poisoned)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at iteration 3 \(loss_main=nan.*last\.pth"):
+        trainer.fit()
+    assert load_checkpoint(tmp_path / "last.pth")["iteration"] == 2
+
+
+def test_outputs_of_a_run(tmp_path):
+    _, summary = train(toy_config(tmp_path, eval_every=3))
+    assert 0.0 <= summary["miou"] <= 1.0
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in rows if "miou" in r] == [3, 6]
+    assert all({"loss", "loss_main", "loss_aux", "lr", "images_per_s"} <= set(r) for r in rows if "loss" in r)
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "config.json").read_text())["model"] == "ocrnet_tiny"
+    state = load_checkpoint(tmp_path / "last.pth")
+    assert {"model", "optimizer", "scheduler", "scaler", "rng", "iteration", "config", "classes"} <= set(state)
+    assert state["classes"] == ToySegmentation.classes
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_loss_goes_down_and_poly_lr_decays(tmp_path):
+    _, summary = train(toy_config(tmp_path, iterations=30, checkpoint_every=30, lr=0.02))
+    losses = losses_by_iteration(tmp_path)
+    assert sum(list(losses.values())[-5:]) < sum(list(losses.values())[:5])
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if "lr" in line]
+    lrs = [r["lr"] for r in rows]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("flavour", ["bf16", "oracle", "fcn"])
+def test_variants_train(tmp_path, flavour):
+    overrides = {"bf16": {"amp": "bf16"}, "oracle": {"oracle": True}, "fcn": {"model": "fcn_tiny"}}[flavour]
+    _, summary = train(toy_config(tmp_path, iterations=2, **overrides))
+    assert summary["iteration"] == 2 and summary["miou"] >= 0.0
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match="amp must be one of"):
+        TrainConfig(amp="fp8")
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match="3 classes"):
+        Trainer(TrainConfig(class_weights=[1.0, 2.0], device="cpu"), ToySegmentation())
+
+
+def test_resume_from_missing_or_other_world_size(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        train(toy_config(tmp_path, resume=str(tmp_path / "nope.pth")))
+    _, _ = train(toy_config(tmp_path / "a", iterations=3))
+    state = load_checkpoint(tmp_path / "a" / "last.pth")
+    state["world_size"] = 2
+    torch.save(state, tmp_path / "two.pth")
+    with pytest.raises(ValueError, match="written by 2 processes"):
+        train(toy_config(tmp_path / "b", resume=str(tmp_path / "two.pth")))
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+def test_sigterm_writes_a_checkpoint_and_stops(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.helpers.signal_train", str(tmp_path)],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    metrics = tmp_path / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 3, output
+    state = load_checkpoint(tmp_path / "last.pth")
+    assert 2 <= state["iteration"] < 100_000
+    assert f"stopped by signal at iteration {state['iteration']}" in output
+
+
+def test_two_process_torchrun_gloo(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            "-m", "tests.helpers.ddp_train", str(tmp_path),
+        ],  # fmt: skip
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "rank 0 of 2" in result.stdout and "rank 1 of 2" in result.stdout
+    state = load_checkpoint(tmp_path / "last.pth")
+    assert state["world_size"] == 2 and state["iteration"] == 3 and len(state["rng"]) == 2
+    rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len([r for r in rows if '"loss"' in r]) == 3  # rank 0 alone writes
