@@ -206,9 +206,12 @@ class Trainer:
         evaluated = None
         images_per_step = config.batch_size * self.context.world_size
         self.model.train()
-        with self._signals_caught(), tqdm(
-            total=config.iterations, initial=self.iteration, disable=not main, desc=config.model, unit="it"
-        ) as progress:
+        with (
+            self._signals_caught(),
+            tqdm(
+                total=config.iterations, initial=self.iteration, disable=not main, desc=config.model, unit="it"
+            ) as progress,
+        ):
             while self.iteration < config.iterations:
                 started = time.perf_counter()
                 losses = self._step(next(batches), last_good)
