@@ -1,0 +1,123 @@
+"""Segment images with a trained model: colour masks and overlays as PNG.
+
+    python -m ocrformer.predict --model ocrnet_hrnet_w48 --checkpoint run/last.pth street.png --out masks/
+    python -m ocrformer.predict --model ocrnet_hrnet_w48 --checkpoint hrnet_ocr_cs.pth --source hrnet-ocr \\
+        --num-classes 19 --scales 0.75,1.0,1.25 --flip a.png b.png --out masks/
+
+The checkpoint is a training checkpoint written by ``ocrformer.engine.Trainer`` (classes and palette come
+with it), a plain ``state_dict`` of the model, or a released checkpoint converted on the fly (``--source``).
+For each image ``NAME.png`` it writes ``NAME_mask.png`` (class colours) and ``NAME_overlay.png`` (the mask
+blended over the image), plus ``NAME_labels.png`` (class ids, 8-bit) for further processing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .convert import SOURCES, convert_checkpoint
+from .engine.checkpoint import load_checkpoint
+from .inference import predict_labels
+from .models import create_model, list_models
+
+__all__ = ["colorize", "main", "overlay"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
+    """Distinct colours by the PASCAL VOC bit-interleaving scheme (deterministic, any number of classes)."""
+    palette = []
+    for index in range(num_classes):
+        r = g = b = 0
+        value = index
+        for shift in range(7, -1, -1):
+            r |= ((value >> 0) & 1) << shift
+            g |= ((value >> 1) & 1) << shift
+            b |= ((value >> 2) & 1) << shift
+            value >>= 3
+        palette.append((r, g, b))
+    return palette
+
+
+def colorize(labels: np.ndarray, palette: list[tuple[int, int, int]]) -> np.ndarray:
+    """(H, W) class ids -> (H, W, 3) uint8 colours; ids outside the palette are black."""
+    table = np.zeros((256, 3), dtype=np.uint8)
+    table[: len(palette)] = np.asarray(palette, dtype=np.uint8)[:256]
+    return table[labels.clip(0, 255).astype(np.uint8)]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend a colour mask (H, W, 3) over an RGB image (H, W, 3), both uint8."""
+    return (image.astype(np.float32) * (1 - alpha) + mask.astype(np.float32) * alpha).round().astype(np.uint8)
+
+
+def _load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, list[tuple[int, int, int]]]:
+    state = load_checkpoint(args.checkpoint)
+    palette = None
+    if "model" in state and isinstance(state["model"], dict) and "iteration" in state:  # a Trainer checkpoint
+        num_classes = state["num_classes"]
+        palette = [tuple(c) for c in state.get("palette") or []] or None
+        weights = state["model"]
+    else:
+        weights = convert_checkpoint(state, source=args.source) if args.source else state
+        num_classes = args.num_classes
+        if num_classes is None:
+            raise SystemExit("--num-classes is needed for a checkpoint that is not a training checkpoint")
+    model = create_model(args.model, num_classes)
+    model.load_state_dict(weights, strict=True)
+    return model.to(args.device).eval(), palette or default_palette(num_classes)
+
+
+def _read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.array(image.convert("RGB"))  # a writable copy
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"cannot read image {path}: {error}") from error
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m ocrformer.predict", description=__doc__.split("\n\n")[0])
+    parser.add_argument("images", nargs="+", type=Path, help="image files")
+    parser.add_argument("--model", required=True, choices=list_models(), metavar="NAME", help="registered model")
+    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--source", choices=SOURCES, help="convert a released checkpoint of this layout")
+    parser.add_argument("--num-classes", type=int, help="needed unless the checkpoint is a training checkpoint")
+    parser.add_argument("--scales", default="1.0", help="comma-separated test scales, e.g. 0.5,0.75,1.0,1.25")
+    parser.add_argument("--flip", action="store_true", help="also average the horizontally flipped image")
+    parser.add_argument("--window", help="sliding-window inference with this crop, e.g. 512,1024")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args(argv)
+
+    missing = [str(p) for p in args.images if not p.is_file()]
+    if missing:
+        raise SystemExit(f"image files not found: {', '.join(missing)}")
+    model, palette = _load_model(args)
+    scales = tuple(float(s) for s in args.scales.split(","))
+    window = tuple(int(v) for v in args.window.split(",")) if args.window else None
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in args.images:
+        image = _read_image(path)
+        tensor = (torch.from_numpy(image).permute(2, 0, 1).float() / 255 - mean) / std
+        labels = predict_labels(
+            model, tensor[None].to(args.device), scales=scales, flip=args.flip, window=window,
+            align_corners=model.align_corners,
+        )[0].cpu().numpy()  # fmt: skip
+        mask = colorize(labels, palette)
+        Image.fromarray(labels.astype(np.uint8)).save(args.out / f"{path.stem}_labels.png")
+        Image.fromarray(mask).save(args.out / f"{path.stem}_mask.png")
+        Image.fromarray(overlay(image, mask)).save(args.out / f"{path.stem}_overlay.png")
+        print(f"{path} -> {args.out / (path.stem + '_overlay.png')}")
+
+
+if __name__ == "__main__":
+    main()
