@@ -7,7 +7,8 @@ from PIL import Image
 
 from ocrformer.engine import Trainer
 from ocrformer.models import create_model
-from ocrformer.predict import colorize, default_palette, main, overlay
+from ocrformer.predict import main
+from ocrformer.visualize import colorize, default_palette, overlay
 
 from .helpers.toy import ToySegmentation, toy_config
 
