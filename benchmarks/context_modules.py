@@ -1,0 +1,811 @@
+"""Context modules of the OCRNet paper's complexity comparison: parameters, FLOPs, peak memory and time.
+
+The paper (Yuan, Chen & Wang, ECCV 2020) compares context modules on one 2048 x 128 x 128 feature map
+(inference, one GPU). This script rebuilds each module compactly in plain PyTorch -- PPM, ASPP, DANet,
+CC-Attention, Self-Attention (OCNet base-OC), Interlaced Sparse Self-Attention, Double Attention -- and
+composes OCR from ``ocrformer.OCRDecoder`` + ``ocrformer.OCREncoder``. The channel conventions follow the
+openseg.pytorch benchmark scripts where they exist (``lib/models/modules/*_block.py``, ``__main__``):
+
+    front conv  Conv3x3 Cin -> 512 + BN + ReLU in front of every relational module (DANet, CC, SA, ISA,
+                A2, OCR). PPM and ASPP have none: their own 3x3 convs replace it (openseg times them alone,
+                and only that reproduces the paper's 23.1M / 15.5M parameters).
+    keys 256, values 256 (SA) / 512 (ISA), DANet and CCNet queries/keys C/8 = 64, A2 descriptors 19,
+    K = 19 object regions for OCR (Cityscapes).
+
+Shape legend: B batch, Cin input channels, H x W positions, N = H * W, C = 512 module channels,
+K = 19 regions. Every module maps (B, Cin, H, W) -> (B, out_channels, H, W); out_channels is 512
+except ASPP (256, as in DeepLabv3).
+
+Measured per (module, attention backend), each in a fresh process (forked from a preloaded server):
+    params    at Cin = 2048, whatever --size says (parameters do not depend on H, W), built on ``meta``.
+    GFLOPs    ``torch.utils.flop_counter.FlopCounterMode`` on ``meta`` tensors, at the run size and at the
+              full 2048 x 128 x 128; it counts a multiply-add as 2 FLOPs and counts only matmuls/convs
+              (softmax, BN, pooling, interpolation are not counted).
+    memory    the peak over the timed forwards above what was in use before them (so weights, input and
+              one-off initialisation are out; the output and every temporary are in). CUDA:
+              ``torch.cuda.max_memory_allocated``. CPU (Linux): peak RSS (``VmHWM``, reset through
+              ``/proc/self/clear_refs``), so library scratch buffers (oneDNN weight/input reorders) count
+              too; see ``PeakMemory``. MB = 2**20 bytes.
+    time      after one untimed forward and ``--warmup`` more, ``--repeats`` forwards (synchronised on
+              CUDA): median [min-max], ms.
+
+The attention modules run once per backend of ``ocrformer.attend``: ``matmul`` (the explicit N x N map, as in
+2019), ``sdpa`` (torch's fused kernels; which kernel ran is recorded) and ``xformers`` (CUDA only).
+
+Run from the repository root:  python benchmarks/context_modules.py [--quick] [--device cuda] [--size C,H,W]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import multiprocessing
+import multiprocessing.forkserver
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script without installing the package
+    sys.path.insert(0, str(REPO_ROOT))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from einops import rearrange  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn.attention import SDPBackend  # noqa: E402
+from torch.overrides import TorchFunctionMode  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from ocrformer import OCRDecoder, OCREncoder, attend, attention_backend  # noqa: E402
+
+DEFAULT_OUT = REPO_ROOT / "outputs" / "context_modules"
+FULL_SIZE = (2048, 128, 128)  # the paper's input: Cin, H, W
+DEFAULT_SIZE = {"cuda": FULL_SIZE, "cpu": (512, 64, 64)}
+QUICK_SIZE = (64, 16, 16)
+CHANNELS = 512  # C: the 3x3 front conv's output, the relational modules' width
+NUM_CLASSES = 19  # K: Cityscapes
+MB = 2**20
+
+# The paper's Table (params M, GFLOPs) as recalled in the task brief, except CC-Attention: recalled by the
+# author of this script and not checked against the paper (the paper text at hand lacks the table).
+PAPER = {
+    "ppm": (23.1, 619),
+    "aspp": (15.5, 492),
+    "danet": (10.6, 1110),
+    "cc": (10.6, 804),
+    "self_attention": (10.5, 619),
+    "double_attention": (10.2, 338),
+    "ocr": (10.5, 340),
+}
+
+
+# ------------------------------------------------------------------------------------------- blocks
+def conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 1, dilation: int = 1) -> nn.Sequential:
+    """Conv (no bias: the BN follows) + BN + ReLU; 'same' padding. (B, Cin, H, W) -> (B, Cout, H, W)."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel, padding=dilation * (kernel // 2), dilation=dilation,
+                     bias=False)  # fmt: skip
+    return nn.Sequential(conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+def front_conv(in_channels: int) -> nn.Sequential:
+    """The 3x3 Cin -> 512 conv + BN + ReLU in front of every relational module."""
+    return conv_bn_relu(in_channels, CHANNELS, 3)
+
+
+def tokens(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, 1, N, C): one attention head over the N positions, as ``attend`` wants it.
+
+    Made contiguous: torch's fused sdpa kernels need the last dim at stride 1 and otherwise silently fall
+    back to the math path (which builds the N x N map); the copy is N x C, small beside that map.
+    """
+    return rearrange(x, "b c h w -> b 1 (h w) c").contiguous()
+
+
+def untokens(x: torch.Tensor, height: int) -> torch.Tensor:
+    """(B, 1, N, C) -> (B, C, H, W)."""
+    return rearrange(x, "b 1 (h w) c -> b c h w", h=height)
+
+
+# --------------------------------------------------------------------------------------- multi-scale
+class PPM(nn.Module):
+    """PSPNet pyramid pooling: average-pool to 1, 2, 3, 6 bins, 1x1 Cin -> 512 each, upsample, concatenate
+    with the input, 3x3 (Cin + 4 * 512) -> 512. No front conv (the bottleneck 3x3 is this module's).
+
+    (B, Cin, H, W) -> (B, 512, H, W).
+    """
+
+    out_channels = CHANNELS
+
+    def __init__(self, in_channels: int, bins: tuple[int, ...] = (1, 2, 3, 6)) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(
+            nn.Sequential(nn.AdaptiveAvgPool2d(b), conv_bn_relu(in_channels, CHANNELS)) for b in bins
+        )
+        self.bottleneck = conv_bn_relu(in_channels + len(bins) * CHANNELS, CHANNELS, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        priors = [F.interpolate(stage(x), size, mode="bilinear", align_corners=True) for stage in self.stages]
+        return self.bottleneck(torch.cat([x, *priors], dim=1))
+
+
+class ASPP(nn.Module):
+    """DeepLabv3 atrous spatial pyramid pooling: image pooling, 1x1, and 3x3 convs at rates 12, 24, 36, all
+    Cin -> 256, concatenated and projected 1x1 1280 -> 256. No front conv (the 3x3 branches are its own).
+
+    (B, Cin, H, W) -> (B, 256, H, W).
+    """
+
+    out_channels = 256
+
+    def __init__(self, in_channels: int, rates: tuple[int, ...] = (12, 24, 36)) -> None:
+        super().__init__()
+        width = self.out_channels
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), conv_bn_relu(in_channels, width))
+        self.branches = nn.ModuleList(
+            [conv_bn_relu(in_channels, width)] + [conv_bn_relu(in_channels, width, 3, rate) for rate in rates]
+        )
+        self.project = conv_bn_relu((len(rates) + 2) * width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.pool(x).expand(-1, -1, *x.shape[-2:])  # the 1x1 image feature, broadcast to H x W
+        return self.project(torch.cat([pooled, *(branch(x) for branch in self.branches)], dim=1))
+
+
+# ------------------------------------------------------------------------------------------- DANet
+class PositionAttention(nn.Module):
+    """DANet's position attention: queries/keys 1x1 C -> C/8, values 1x1 C -> C, no logit scaling, an
+    N x N map; ``gamma * context + x``. Runs through ``attend`` (the backend under test).
+
+    (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.query = nn.Conv2d(channels, channels // 8, 1)
+        self.key = nn.Conv2d(channels, channels // 8, 1)
+        self.value = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = tokens(self.query(x)), tokens(self.key(x)), tokens(self.value(x))
+        return self.gamma * untokens(attend(q, k, v, scale=1.0), x.shape[2]) + x
+
+
+class ChannelAttention(nn.Module):
+    """DANet's channel attention: a C x C map ``softmax(rowmax(X X^T) - X X^T)`` over the channels;
+    ``gamma * (map @ X) + x``. Subtracting from the row max is the same softmax as ``softmax(-X X^T)``, i.e.
+    attention with scale -1 and q = k = v = X (B, 1, C, N). Always the explicit ``matmul`` path: the map is
+    only C x C, and the head dim is N (16384 at full size), which no fused kernel takes.
+
+    (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = rearrange(x, "b c h w -> b 1 c (h w)")
+        context = attend(flat, flat, flat, scale=-1.0, backend="matmul")
+        return self.gamma * context.view_as(x) + x
+
+
+class DANet(nn.Module):
+    """DANet: front conv, position attention + channel attention, outputs summed.
+
+    ``full_head=True`` is the DANet paper's whole head instead: separate front convs for the two branches
+    (conv5a, conv5c) and a 3x3 512 -> 512 conv after each (conv51, conv52); counted, not timed, to show which
+    layout the paper's FLOPs correspond to. (B, Cin, H, W) -> (B, 512, H, W).
+    """
+
+    out_channels = CHANNELS
+
+    def __init__(self, in_channels: int, *, full_head: bool = False) -> None:
+        super().__init__()
+        self.front = front_conv(in_channels)
+        self.front_channel = front_conv(in_channels) if full_head else None
+        self.position = PositionAttention(CHANNELS)
+        self.channel = ChannelAttention()
+        self.post_position = conv_bn_relu(CHANNELS, CHANNELS, 3) if full_head else nn.Identity()
+        self.post_channel = conv_bn_relu(CHANNELS, CHANNELS, 3) if full_head else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.front(x)
+        channel_feats = feats if self.front_channel is None else self.front_channel(x)
+        return self.post_position(self.position(feats)) + self.post_channel(self.channel(channel_feats))
+
+
+# ------------------------------------------------------------------------------------------- CCNet
+class CrissCrossAttention(nn.Module):
+    """CCNet's criss-cross attention in plain ops: every position attends over its column and its row
+    (H + W - 1 positions; itself once) with one joint softmax; queries/keys C -> C/8, values C -> C, no
+    scaling; ``gamma * context + x``. The map is (B, H, W, H + W), not N x N.
+
+    Not routed through ``attend``: the joint softmax couples the row and the column, and ``attend`` returns
+    normalised outputs without their log-sum-exp, so a row call and a column call cannot be merged exactly;
+    gathering each position's H + W - 1 keys and values for one call would materialise more than the map.
+
+    (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.query = nn.Conv2d(channels, channels // 8, 1)
+        self.key = nn.Conv2d(channels, channels // 8, 1)
+        self.value = nn.Conv2d(channels, channels, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[2:]
+        q, k, v = self.query(x), self.key(x), self.value(x)
+        column = torch.einsum("bchw,bcgw->bhwg", q, k)  # position (h, w) vs (g, w): (B, H, W, H)
+        # The row term already holds the position itself; mask it out of the column term.
+        self_mask = torch.zeros(height, 1, height, device=x.device, dtype=x.dtype)
+        self_mask.diagonal(dim1=0, dim2=2).fill_(float("-inf"))
+        row = torch.einsum("bchw,bchv->bhwv", q, k)  # position (h, w) vs (h, v): (B, H, W, W)
+        weights = torch.softmax(torch.cat([column + self_mask, row], dim=-1), dim=-1)
+        column_weights, row_weights = weights.split([height, width], dim=-1)
+        context = torch.einsum("bhwg,bcgw->bchw", column_weights, v) + torch.einsum("bhwv,bchv->bchw", row_weights, v)
+        return self.gamma * context + x
+
+
+class CCAttention(nn.Module):
+    """CCNet (RCCA): front conv, then criss-cross attention applied ``recurrence`` = 2 times with shared
+    weights (so every position sees every other).
+
+    ``full_head=True`` is CCNet's whole head: a 3x3 512 -> 512 conv after the recurrence and the 3x3
+    bottleneck on [input, context] (Cin + 512 -> 512); counted, not timed. (B, Cin, H, W) -> (B, 512, H, W).
+    """
+
+    out_channels = CHANNELS
+
+    def __init__(self, in_channels: int, *, recurrence: int = 2, full_head: bool = False) -> None:
+        super().__init__()
+        self.recurrence = recurrence
+        self.front = front_conv(in_channels)
+        self.attention = CrissCrossAttention(CHANNELS)
+        self.post = conv_bn_relu(CHANNELS, CHANNELS, 3) if full_head else None
+        self.bottleneck = conv_bn_relu(in_channels + CHANNELS, CHANNELS, 3) if full_head else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.front(x)
+        for _ in range(self.recurrence):
+            feats = self.attention(feats)
+        if self.post is None:
+            return feats
+        return self.bottleneck(torch.cat([x, self.post(feats)], dim=1))
+
+
+# ---------------------------------------------------------------------------------- self-attention
+class SelfAttentionBlock(nn.Module):
+    """OCNet's self-attention block (non-local on all positions of its input): queries and keys
+    2 x (1x1 + BN + ReLU) C -> 256, values 1x1 C -> ``value_channels``, scale 256^-0.5, then a 1x1 back to C
+    (plus BN + ReLU in ISA's version, ``norm_out``). Runs through ``attend``.
+
+    (B, C, H, W) -> (B, C, H, W).
+    """
+
+    def __init__(self, channels: int, *, key_channels: int = 256, value_channels: int = 256,
+                 norm_out: bool = False) -> None:  # fmt: skip
+        super().__init__()
+        self.query = nn.Sequential(conv_bn_relu(channels, key_channels), conv_bn_relu(key_channels, key_channels))
+        self.key = nn.Sequential(conv_bn_relu(channels, key_channels), conv_bn_relu(key_channels, key_channels))
+        self.value = nn.Conv2d(channels, value_channels, 1, bias=False)
+        self.out = conv_bn_relu(value_channels, channels) if norm_out else nn.Conv2d(value_channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        context = attend(tokens(self.query(x)), tokens(self.key(x)), tokens(self.value(x)))
+        return self.out(untokens(context, x.shape[2]))
+
+
+class SelfAttention(nn.Module):
+    """OCNet base object context: front conv, self-attention over all N positions (keys 256, values 256),
+    concatenated with its input and fused 1x1 1024 -> 512. (B, Cin, H, W) -> (B, 512, H, W)."""
+
+    out_channels = CHANNELS
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.front = front_conv(in_channels)
+        self.attention = SelfAttentionBlock(CHANNELS)
+        self.fuse = conv_bn_relu(2 * CHANNELS, CHANNELS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.front(x)
+        return self.fuse(torch.cat([self.attention(feats), feats], dim=1))
+
+
+class InterlacedSparseSelfAttention(nn.Module):
+    """ISA: front conv; long-range self-attention within each of the ``groups`` = 8 x 8 interlaced subsets
+    (positions 8 apart), then short-range self-attention within each 8 x 8 block; keys 256, values 512; the
+    result concatenated with the front conv's output and fused 1x1 1024 -> 512. H, W not divisible by 8 are
+    zero-padded (and cropped back) as in the ISA code. (B, Cin, H, W) -> (B, 512, H, W).
+    """
+
+    out_channels = CHANNELS
+
+    def __init__(self, in_channels: int, groups: tuple[int, int] = (8, 8)) -> None:
+        super().__init__()
+        self.groups = groups
+        self.front = front_conv(in_channels)
+        self.long_range = SelfAttentionBlock(CHANNELS, value_channels=CHANNELS, norm_out=True)
+        self.short_range = SelfAttentionBlock(CHANNELS, value_channels=CHANNELS, norm_out=True)
+        self.fuse = conv_bn_relu(2 * CHANNELS, CHANNELS)
+
+    def interlaced(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, C, H, W): long-range then short-range attention."""
+        (gh, gw), (height, width) = self.groups, feats.shape[2:]
+        pad_h, pad_w = -height % gh, -width % gw
+        padded = F.pad(feats, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        qh, qw = padded.shape[2] // gh, padded.shape[3] // gw
+        # Long range: group (i, j) holds the positions (a * gh + i, b * gw + j), spread over the whole map.
+        x = rearrange(padded, "b c (qh gh) (qw gw) -> (b gh gw) c qh qw", gh=gh, gw=gw)
+        x = self.long_range(x)
+        # Short range: block (a, b) holds the positions (a * gh + i, b * gw + j), a local gh x gw window.
+        x = rearrange(x, "(b gh gw) c qh qw -> (b qh qw) c gh gw", gh=gh, gw=gw)
+        x = self.short_range(x)
+        x = rearrange(x, "(b qh qw) c gh gw -> b c (qh gh) (qw gw)", qh=qh, qw=qw)
+        return x[:, :, pad_h // 2 : pad_h // 2 + height, pad_w // 2 : pad_w // 2 + width]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.front(x)
+        return self.fuse(torch.cat([feats, self.interlaced(feats)], dim=1))
+
+
+# ---------------------------------------------------------------------------------- double attention
+class DoubleAttention(nn.Module):
+    """A2-Net as in openseg's A2 module: front conv; gather -- n = 19 attention maps (2 x (1x1 + BN + ReLU)
+    C -> n -> n, softmax over the N positions) pool the 1x1 C -> C/4 features into n descriptors (B, n, C/4);
+    distribute -- every position mixes the descriptors with its own softmax over n (another 2-layer branch);
+    1x1 C/4 -> C, concatenated with the front conv's output and fused 1x1 1024 -> 512. Both maps are n x N,
+    so there is no large map to avoid: plain einsum, no ``attend`` backends. (B, Cin, H, W) -> (B, 512, H, W).
+    """
+
+    out_channels = CHANNELS
+
+    def __init__(self, in_channels: int, descriptors: int = NUM_CLASSES, reduction: int = 4) -> None:
+        super().__init__()
+        self.front = front_conv(in_channels)
+        self.gather = nn.Sequential(conv_bn_relu(CHANNELS, descriptors), conv_bn_relu(descriptors, descriptors))
+        self.distribute = nn.Sequential(conv_bn_relu(CHANNELS, descriptors), conv_bn_relu(descriptors, descriptors))
+        self.down = nn.Conv2d(CHANNELS, CHANNELS // reduction, 1)
+        self.up = nn.Conv2d(CHANNELS // reduction, CHANNELS, 1)
+        self.fuse = conv_bn_relu(2 * CHANNELS, CHANNELS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = self.front(x)
+        gather = torch.softmax(self.gather(feats).flatten(2), dim=-1)  # (B, n, N), over positions
+        distribute = torch.softmax(self.distribute(feats).flatten(2), dim=1)  # (B, n, N), over descriptors
+        descriptors = torch.einsum("bkn,bmn->bkm", gather, self.down(feats).flatten(2))  # (B, n, C/4)
+        context = torch.einsum("bkn,bkm->bmn", distribute, descriptors).view(x.shape[0], -1, *x.shape[2:])
+        return self.fuse(torch.cat([self.up(context), feats], dim=1))
+
+
+# ------------------------------------------------------------------------------------------------ OCR
+class OCR(nn.Module):
+    """OCR composed from ``ocrformer``: ``OCRDecoder`` (front conv = its ``value_proj``; K = 19 category
+    queries over the N pixels) + ``OCREncoder`` (N pixel queries over the K regions, fused with the pixels).
+    ``OCRHead``'s final 1x1 classifier is left out, as every module here ends at features.
+
+    ``aux_hidden=False`` (the paper's scope): the soft-region logits are a linear classifier on the input
+    (the K queries, 19 x Cin) -- the openseg benchmark even takes them as a given input. ``aux_hidden=True``
+    keeps the decoder as ``OCRHead`` builds it: a 1x1 Cin -> Cin + BN + ReLU (the HRNet-OCR aux head's hidden
+    layer) in front of the queries, 4.2M parameters and 137 GFLOPs at Cin = 2048.
+
+    (B, Cin, H, W) -> (B, 512, H, W).
+    """
+
+    out_channels = CHANNELS
+
+    def __init__(self, in_channels: int, *, aux_hidden: bool = False) -> None:
+        super().__init__()
+        self.decoder = OCRDecoder(in_channels, NUM_CLASSES, mid_channels=CHANNELS)
+        if not aux_hidden:
+            self.decoder.key_proj = nn.Identity()
+        self.encoder = OCREncoder(CHANNELS, key_channels=256)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        decoded = self.decoder(x)
+        return self.encoder(decoded.pixels, decoded.regions)
+
+
+# ------------------------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class Spec:
+    """A module of the comparison: how to build it at ``Cin`` input channels and whether it is timed."""
+
+    key: str
+    name: str
+    build: Callable[[int], nn.Module]
+    attends: bool = False  # its large attention runs through ``attend``, so it is measured per backend
+    timed: bool = True
+    paper: str | None = None  # key into PAPER
+
+
+SPECS = (
+    Spec("ppm", "PPM", PPM, paper="ppm"),
+    Spec("aspp", "ASPP", ASPP, paper="aspp"),
+    Spec("danet", "DANet", DANet, attends=True, paper="danet"),
+    Spec("cc", "CC-Attention", CCAttention, paper="cc"),
+    Spec("self_attention", "Self-Attention", SelfAttention, attends=True, paper="self_attention"),
+    Spec("isa", "Interlaced Sparse SA", InterlacedSparseSelfAttention, attends=True),
+    Spec("double_attention", "Double Attention", DoubleAttention, paper="double_attention"),
+    Spec("ocr", "OCR", OCR, attends=True, paper="ocr"),
+    Spec("ocr_aux", "OCR + aux hidden 1x1", lambda c: OCR(c, aux_hidden=True), attends=True, paper="ocr"),
+    Spec("danet_full", "DANet, full head", lambda c: DANet(c, full_head=True), timed=False, paper="danet"),
+    Spec("cc_full", "CC-Attention, full head", lambda c: CCAttention(c, full_head=True), timed=False, paper="cc"),
+)
+SPECS_BY_KEY = {spec.key: spec for spec in SPECS}
+
+
+def backends_for(spec: Spec, device: str) -> list[str]:
+    """The attention backends a module is measured with; ``-`` for modules without an ``attend`` call."""
+    if not spec.attends:
+        return ["-"]
+    return ["matmul", "sdpa", "xformers"] if device == "cuda" else ["matmul", "sdpa"]
+
+
+# ------------------------------------------------------------------------------------------- counting
+def meta_model(spec: Spec, size: tuple[int, int, int]) -> tuple[nn.Module, torch.Tensor]:
+    """The module and a (1, Cin, H, W) input on the ``meta`` device: shapes only, no memory, no compute."""
+    with torch.device("meta"):
+        return spec.build(size[0]).eval(), torch.empty(1, *size)
+
+
+def count_params(spec: Spec, in_channels: int = FULL_SIZE[0]) -> int:
+    """Parameters (BN affine included, buffers not), as ``sum(p.numel())`` at ``in_channels``."""
+    model, _ = meta_model(spec, (in_channels, 1, 1))
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(spec: Spec, size: tuple[int, int, int], *, device: str = "meta",
+                backend: str = "matmul") -> tuple[int, dict[str, int]]:  # fmt: skip
+    """FLOPs of one forward at (Cin, H, W) by ``FlopCounterMode``, and the per-submodule totals. Counted on
+    the explicit ``matmul`` path by default (sdpa's count is the same); ``device="cpu"`` runs real tensors."""
+    if device == "meta":
+        model, x = meta_model(spec, size)
+    else:
+        model, x = spec.build(size[0]).eval(), torch.randn(1, *size)
+    with torch.no_grad(), attention_backend(backend), FlopCounterMode(display=False) as counter:
+        model(x)
+    per_module = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
+    return counter.get_total_flops(), per_module
+
+
+def breakdown(spec: Spec, size: tuple[int, int, int] = FULL_SIZE) -> dict[str, dict[str, float]]:
+    """Parameters (M) and GFLOPs per submodule, two levels deep, at (Cin, H, W). FLOPs of ops called by a
+    module's own ``forward`` (attention products, einsums) count for it but for none of its children."""
+    model, _ = meta_model(spec, size)
+    _, flops = count_flops(spec, size)
+    prefix = type(model).__name__
+    return {
+        name: {"params_m": sum(p.numel() for p in sub.parameters()) / 1e6,
+               "gflops": flops.get(f"{prefix}.{name}", 0) / 1e9}
+        for name, sub in model.named_modules() if name and name.count(".") <= 1
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ measuring
+class SdpaKernelLog(TorchFunctionMode):
+    """Records which kernel ``scaled_dot_product_attention`` picks for each call inside the block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernels: list[str] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is F.scaled_dot_product_attention:
+            choice = torch._fused_sdp_choice(*args[:3])  # private, but the only way to ask torch
+            self.kernels.append(SDPBackend(choice).name.lower())
+        return func(*args, **(kwargs or {}))
+
+
+class PeakMemory:
+    """Peak memory over a block of forwards, above what was in use when the block began.
+
+    CUDA: the caching allocator's ``max_memory_allocated``. CPU (Linux): the process's peak RSS (``VmHWM``),
+    reset by writing 5 to ``/proc/self/clear_refs``; glibc is told to serve every allocation of 64 KiB or more
+    with its own mmap (``MALLOC_MMAP_THRESHOLD_``, set for the worker processes), so freed tensors leave the
+    RSS at once instead of lingering in the heap, where the next forward would reuse them unseen.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.base = 0
+
+    @staticmethod
+    def _status_bytes(field: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024  # the kernel reports kB
+        raise KeyError(f"/proc/self/status has no {field}")
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            Path("/proc/self/clear_refs").write_text("5")  # Linux >= 4.0: VmHWM := VmRSS
+            self.base = self._status_bytes("VmRSS")
+
+    def peak_mb(self) -> float:
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            peak = self._status_bytes("VmHWM")
+        return (peak - self.base) / MB
+
+
+def forward_ms(model: nn.Module, x: torch.Tensor) -> float:
+    """One synchronised forward, in ms."""
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    model(x)
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1e3
+
+
+def measure_case(case: dict) -> dict:
+    """Build one module; run it once (recording sdpa's kernel choice) and ``warmup`` times untimed, then
+    ``repeats`` timed forwards, over which the peak memory is taken: a steady-state forward, without one-off
+    initialisation, weights or input. Meant for a fresh process per case (see ``run_isolated``)."""
+    if case["threads"]:
+        torch.set_num_threads(case["threads"])
+    spec, device = SPECS_BY_KEY[case["key"]], torch.device(case["device"])
+    torch.manual_seed(0)
+    model = spec.build(case["size"][0]).eval().to(device)
+    x = torch.randn(1, *case["size"], device=device)
+    backend = attention_backend(case["backend"]) if spec.attends else nullcontext()
+    memory = PeakMemory(device)
+    try:
+        with torch.no_grad(), backend:
+            with SdpaKernelLog() as log:
+                model(x)
+            for _ in range(case["warmup"]):
+                forward_ms(model, x)
+            memory.reset()
+            times = [forward_ms(model, x) for _ in range(case["repeats"])]
+            peak_mb = memory.peak_mb()
+    except (ValueError, RuntimeError) as error:  # a backend that refuses these shapes, or out of memory
+        return {"error": f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"}
+    return {
+        "sdpa_kernels": sorted(set(log.kernels)),
+        "peak_mb": peak_mb,
+        "times_ms": times,
+        "median_ms": statistics.median(times),
+        "min_ms": min(times),
+        "max_ms": max(times),
+        "error": None,
+    }
+
+
+@functools.cache
+def forkserver() -> multiprocessing.context.BaseContext:
+    """A process context whose children fork from one server that has imported torch and ocrformer (a fresh
+    interpreter per case would spend seconds on imports; the default preload, ``__main__``, re-imports them)
+    and that runs with glibc's mmap threshold fixed at 64 KiB (see ``PeakMemory``)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "ocrformer", "einops", "tqdm"])
+    saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"  # read by glibc when the server process starts
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        if saved is None:
+            del os.environ["MALLOC_MMAP_THRESHOLD_"]
+        else:
+            os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
+    return context
+
+
+def run_isolated(case: dict) -> dict:
+    """``measure_case`` in a fresh process, so that its memory is its own."""
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=forkserver()) as pool:
+            return pool.submit(measure_case, case).result()
+    except BrokenProcessPool:  # killed, typically by the kernel's out-of-memory killer
+        return {"error": "the worker process died (out of memory?)"}
+
+
+# ------------------------------------------------------------------------------------------ reporting
+def machine_description(device: str, threads: int) -> str:
+    """CPU model, torch threads, torch version (and the GPU on CUDA)."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                    if line.startswith("model name")), cpu)  # fmt: skip
+    text = f"{cpu}, {threads} torch threads ({os.cpu_count()} logical CPUs), torch {torch.__version__}"
+    return text + (f", {torch.cuda.get_device_name()}" if device == "cuda" else "")
+
+
+def backend_label(row: dict) -> str:
+    """``sdpa (flash)``-style label: the backend and, for sdpa, the kernel(s) torch picked."""
+    kernels = row.get("sdpa_kernels") or []
+    return f"{row['backend']} ({', '.join(kernels)})" if kernels else row["backend"]
+
+
+def size_text(size: tuple[int, int, int]) -> str:
+    return "x".join(map(str, size))
+
+
+def measured_table(report: dict) -> str:
+    """The per-(module, backend) Markdown table."""
+    size = size_text(report["meta"]["size"])
+    lines = [
+        f"| module | backend | params M (Cin=2048) | GFLOPs ({size}) | GFLOPs (2048x128x128) "
+        f"| peak memory MB ({size}) | time ms ({size}), median [min-max] |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for row in report["rows"]:
+        if row["error"]:
+            cost = f"n/a | {row['error']}"
+        else:
+            cost = f"{row['peak_mb']:.1f} | {row['median_ms']:.1f} [{row['min_ms']:.1f}-{row['max_ms']:.1f}]"
+        lines.append(f"| {row['module']} | {backend_label(row)} | {row['params_m']:.2f} | {row['gflops']:.2f} "
+                     f"| {row['gflops_full']:.1f} | {cost} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def full_size_table(report: dict) -> str:
+    """Params and FLOPs at 2048x128x128 beside the paper's (recalled) numbers."""
+    lines = [
+        "| module | params M | paper params M | GFLOPs (2 per MAC) | GMACs | paper GFLOPs |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["full_size"]:
+        paper = PAPER.get(row["paper"] or "", (None, None))
+        paper_text = [f"{value:g}" if value is not None else "-" for value in paper]
+        lines.append(f"| {row['module']} | {row['params_m']:.2f} | {paper_text[0]} | {row['gflops_full']:.1f} "
+                     f"| {row['gflops_full'] / 2:.1f} | {paper_text[1]} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def breakdown_table(report: dict, keys: tuple[str, ...] = ("ocr", "ocr_aux")) -> str:
+    """Parameters and GFLOPs per submodule at full size, side by side for ``keys``."""
+    names = [SPECS_BY_KEY[key].name for key in keys]
+    lines = ["| submodule | " + " | ".join(f"{n}: params M | {n}: GFLOPs" for n in names) + " |",
+             "|---|" + "---:|---:|" * len(keys)]  # fmt: skip
+    parts = list(dict.fromkeys(name for key in keys for name in report["breakdown_full"][key]))
+    for part in parts:
+        cells = []
+        for key in keys:
+            entry = report["breakdown_full"][key].get(part)
+            cells += [f"{entry['params_m']:.3f}", f"{entry['gflops']:.2f}"] if entry else ["-", "-"]
+        lines.append(f"| {part} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown(report: dict) -> str:
+    meta = report["meta"]
+    return "\n\n".join([
+        "# Context modules: parameters, FLOPs, memory, time",
+        f"Command: `{meta['command']}`  \nDate: {meta['date']}  \nMachine: {meta['machine']}  \n"
+        f"Input: 1 x {size_text(meta['size'])} (Cin x H x W), float32, inference (eval, no_grad), "
+        f"1 + {meta['warmup']} untimed + {meta['repeats']} timed forwards per case  \nMemory: {meta['memory_method']}",
+        measured_table(report),
+        "## Parameters and FLOPs at the paper's size (2048x128x128), counted on meta tensors",
+        full_size_table(report),
+        "## OCR per submodule at 2048x128x128 (a line includes its children)",
+        breakdown_table(report),
+    ]) + "\n"  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------ main
+def parse_size(text: str) -> tuple[int, int, int]:
+    try:
+        channels, height, width = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--size must be C,H,W (three integers), got {text!r}") from None
+    if min(channels, height, width) < 1:
+        raise argparse.ArgumentTypeError(f"--size values must be positive, got {text!r}")
+    return channels, height, width
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=parse_size, help="Cin,H,W (default 2048,128,128 on CUDA, 512,64,64 on CPU)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--repeats", type=int, help="timed forwards per case (default 20 on CUDA, 5 on CPU)")
+    parser.add_argument("--warmup", type=int, help="untimed forwards before timing (default 5 on CUDA, 1 on CPU)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--modules", nargs="+", choices=[s.key for s in SPECS if s.timed],
+                        help="measure only these modules (default: all)")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the JSON and Markdown reports")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"size {size_text(QUICK_SIZE)}, 1 repeat, no extra warm-up"
+    )
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device here")
+    cuda = args.device == "cuda"
+    args.size = args.size or (QUICK_SIZE if args.quick else DEFAULT_SIZE[args.device])
+    args.repeats = args.repeats or (1 if args.quick else 20 if cuda else 5)
+    args.warmup = args.warmup if args.warmup is not None else (0 if args.quick else 5 if cuda else 1)
+    return args
+
+
+def command_line(argv: list[str] | None) -> str:
+    """The command as typed, or its equivalent when ``main`` is called from Python."""
+    return shlex.join(sys.orig_argv if argv is None else ["python", "benchmarks/context_modules.py", *argv])
+
+
+def counted(spec: Spec, size: tuple[int, int, int]) -> dict[str, float]:
+    """Parameters (M) at Cin = 2048, GFLOPs at ``size`` and at the full 2048 x 128 x 128."""
+    return {
+        "params_m": count_params(spec) / 1e6,
+        "gflops": count_flops(spec, size)[0] / 1e9,
+        "gflops_full": count_flops(spec, FULL_SIZE)[0] / 1e9,
+    }
+
+
+def measure_all(args: argparse.Namespace, threads: int) -> list[dict]:
+    """One row per (timed module, backend): counts plus ``measure_case`` run in its own process."""
+    specs = [s for s in SPECS if s.timed and (args.modules is None or s.key in args.modules)]
+    cases = [(spec, backend) for spec in specs for backend in backends_for(spec, args.device)]
+    rows = []
+    for spec, backend in tqdm(cases, desc="context modules", unit="case"):
+        case = {"key": spec.key, "backend": backend, "device": args.device, "size": args.size,
+                "threads": threads, "warmup": args.warmup, "repeats": args.repeats}  # fmt: skip
+        rows.append({"module": spec.name, "key": spec.key, "backend": backend, **counted(spec, args.size),
+                     **run_isolated(case)})  # fmt: skip
+    return rows
+
+
+def memory_method(device: str) -> str:
+    if device == "cuda":
+        text = "torch.cuda.max_memory_allocated over the timed forwards minus what was allocated before them"
+    else:
+        text = ("peak RSS (VmHWM, reset via /proc/self/clear_refs) over the timed forwards minus the RSS before "
+                "them, in a fresh process per case, glibc mmap threshold 64 KiB")  # fmt: skip
+    return text + " (after warm-up: weights, input and one-off initialisation excluded)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    threads = args.threads or torch.get_num_threads()
+    meta = {
+        "command": command_line(argv),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "machine": machine_description(args.device, threads),
+        "device": args.device,
+        "size": list(args.size),
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "memory_method": memory_method(args.device),
+        "flops": "torch.utils.flop_counter.FlopCounterMode (a multiply-add = 2 FLOPs; matmuls and convs only)",
+    }
+    report = {
+        "meta": meta,
+        "rows": measure_all(args, threads),
+        "full_size": [{"module": s.name, "key": s.key, "paper": s.paper, **counted(s, FULL_SIZE)} for s in SPECS],
+        "breakdown_full": {spec.key: breakdown(spec) for spec in SPECS},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "context_modules.json").write_text(json.dumps(report, indent=2) + "\n")
+    text = markdown(report)
+    (args.out / "context_modules.md").write_text(text)
+    print(text)
+    print(f"wrote {args.out / 'context_modules.json'} and {args.out / 'context_modules.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""benchmarks/context_modules.py: module shapes, each attention written out by hand, fused == explicit
+attention in float64, FLOP counting on meta tensors, and the quick run's reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import context_modules as bench
+from benchmarks.classic_ocr import randomize_
+from ocrformer import OCRHead, attention_backend
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = REPO_ROOT / "benchmarks" / "context_modules.py"
+ATTENDING = [spec for spec in bench.SPECS if spec.attends]
+by_key = pytest.mark.parametrize("spec", bench.SPECS, ids=lambda spec: spec.key)
+
+
+def random_module(spec: bench.Spec, in_channels: int, dtype: torch.dtype = torch.float64) -> torch.nn.Module:
+    """The module with every parameter and BN statistic random (so zero-initialised gammas cannot hide the
+    attention), in eval mode."""
+    return randomize_(spec.build(in_channels), seed=0).to(dtype).eval()
+
+
+def numel(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@by_key
+def test_module_maps_input_to_out_channels(spec: bench.Spec) -> None:
+    model = random_module(spec, 16, torch.float32)
+    x = torch.randn(2, 16, 12, 20)  # not a multiple of ISA's 8 x 8 groups: exercises its padding
+    with torch.no_grad(), attention_backend("matmul"):
+        y = model(x)
+    assert y.shape == (2, model.out_channels, 12, 20)
+    assert torch.isfinite(y).all()
+
+
+# Two input scales: with random weights, some maps are near-uniform at 1 and near-one-hot at 4; neither
+# extreme alone would test much.
+@pytest.mark.parametrize("scale", [1.0, 4.0])
+@pytest.mark.parametrize("spec", ATTENDING, ids=lambda spec: spec.key)
+def test_sdpa_path_matches_explicit_attention_map(spec: bench.Spec, scale: float) -> None:
+    model = random_module(spec, 16)
+    x = scale * torch.randn(2, 16, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        with attention_backend("matmul"):
+            explicit = model(x)
+        with attention_backend("sdpa"), bench.SdpaKernelLog() as log:
+            fused = model(x)
+    assert log.kernels, "the sdpa path never called scaled_dot_product_attention"
+    if spec.key == "self_attention":  # D = Dv = 256, contiguous: torch's CPU flash kernel, no N x N map
+        assert set(log.kernels) == {"flash_attention"}
+    torch.testing.assert_close(fused, explicit, rtol=1e-10, atol=1e-10)
+
+
+def test_criss_cross_attention_is_one_softmax_over_row_and_column() -> None:
+    cca = randomize_(bench.CrissCrossAttention(16), seed=1).double().eval()
+    x = torch.randn(1, 16, 3, 5, dtype=torch.float64)
+    height, width = x.shape[2:]
+    with torch.no_grad():
+        q, k, v = cca.query(x)[0], cca.key(x)[0], cca.value(x)[0]
+        expected = torch.empty_like(x[0])
+        for i in range(height):
+            for j in range(width):
+                # the row (itself included) and the column without itself: H + W - 1 positions
+                keys = [(i, w) for w in range(width)] + [(h, j) for h in range(height) if h != i]
+                weights = torch.stack([q[:, i, j] @ k[:, a, b] for a, b in keys]).softmax(0)
+                expected[:, i, j] = sum(w * v[:, a, b] for w, (a, b) in zip(weights, keys, strict=True))
+        actual = cca(x)[0]
+    torch.testing.assert_close(actual, cca.gamma * expected + x[0])
+
+
+def test_channel_attention_is_danets_max_minus_energy_softmax() -> None:
+    cam = bench.ChannelAttention().double()
+    with torch.no_grad():
+        cam.gamma.fill_(0.7)
+        x = torch.randn(2, 8, 4, 5, dtype=torch.float64)
+        flat = x.flatten(2)
+        energy = flat @ flat.transpose(1, 2)
+        weights = (energy.amax(-1, keepdim=True) - energy).softmax(-1)
+        torch.testing.assert_close(cam(x), 0.7 * (weights @ flat).view_as(x) + x)
+
+
+def test_interlaced_groups_are_strided_then_local() -> None:
+    isa = randomize_(bench.InterlacedSparseSelfAttention(8, groups=(2, 3)), seed=2).double().eval()
+    feats = torch.randn(2, bench.CHANNELS, 4, 6, dtype=torch.float64)
+    with torch.no_grad(), attention_backend("matmul"):
+        long_range = torch.empty_like(feats)
+        for r in range(2):  # each long-range group: every 2nd row and 3rd column, from offset (r, s)
+            for s in range(3):
+                long_range[:, :, r::2, s::3] = isa.long_range(feats[:, :, r::2, s::3])
+        expected = torch.empty_like(feats)
+        for a in range(2):  # each short-range group: one 2 x 3 block
+            for b in range(2):
+                block = (slice(None), slice(None), slice(2 * a, 2 * a + 2), slice(3 * b, 3 * b + 3))
+                expected[block] = isa.short_range(long_range[block])
+        torch.testing.assert_close(isa.interlaced(feats), expected)
+
+
+@by_key
+def test_meta_flop_count_equals_count_on_real_tensors(spec: bench.Spec) -> None:
+    size = (16, 8, 8)
+    assert bench.count_flops(spec, size)[0] == bench.count_flops(spec, size, device="cpu")[0] > 0
+
+
+def test_flop_counts_at_full_size() -> None:
+    cin, height, width = bench.FULL_SIZE
+    n = height * width
+    ppm = 2 * n * (cin + 4 * 512) * 512 * 9 + 2 * (1 + 4 + 9 + 36) * cin * 512  # bottleneck + pyramid 1x1s
+    assert bench.count_flops(bench.SPECS_BY_KEY["ppm"], bench.FULL_SIZE)[0] == ppm
+    # The fused path is counted like the explicit one: 2 * N^2 * (D + Dv) for the self-attention map.
+    self_attention = bench.SPECS_BY_KEY["self_attention"]
+    explicit = bench.count_flops(self_attention, bench.FULL_SIZE)[0]
+    assert bench.count_flops(self_attention, bench.FULL_SIZE, backend="sdpa")[0] == explicit
+    front = 2 * n * cin * 512 * 9
+    projections = 2 * n * (2 * (512 * 256 + 256 * 256) + 512 * 256 + 256 * 512 + 1024 * 512)
+    assert explicit == front + projections + 2 * n * n * (256 + 256)
+
+
+def test_ocr_parameters_are_ocrhead_without_classifier_and_aux_hidden_conv() -> None:
+    with torch.device("meta"):
+        head = OCRHead(2048, bench.NUM_CLASSES)
+    without_classifier = numel(head) - numel(head.classifier)
+    assert bench.count_params(bench.SPECS_BY_KEY["ocr_aux"]) == without_classifier
+    assert bench.count_params(bench.SPECS_BY_KEY["ocr"]) == without_classifier - numel(head.decoder.key_proj)
+
+
+@pytest.mark.slow
+def test_quick_run_writes_reports(tmp_path: Path) -> None:
+    # A subprocess, as users run it: from the repository root, without installing anything.
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads((tmp_path / "context_modules.json").read_text())
+    expected = {(s.key, b) for s in bench.SPECS if s.timed for b in bench.backends_for(s, "cpu")}
+    assert {(row["key"], row["backend"]) for row in report["rows"]} == expected
+    for row in report["rows"]:
+        assert row["error"] is None, row
+        for field in ("params_m", "gflops", "gflops_full", "peak_mb", "median_ms", "min_ms"):
+            assert row[field] > 0, (row["key"], row["backend"], field)
+    assert {row["key"] for row in report["full_size"]} == set(bench.SPECS_BY_KEY)
+    text = (tmp_path / "context_modules.md").read_text()
+    for spec in bench.SPECS:
+        assert f"| {spec.name} |" in text
