@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) benchmarks/attention_speed.py --quick
+	$(PY) experiments/semantic_segmentation.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"

@@ -1,12 +1,16 @@
 """ocrformer: OCR (object-contextual representations, OCRNet) as Transformer cross-attention.
 
 Public API:
-    attend, available_backends, attention_backend   -- one attention function, several kernels
-    OCRDecoder, OCREncoder, OCRHead                  -- the paper's Section 3.3 view of the OCR head
-    convert.convert_checkpoint                       -- HRNet-OCR / mmsegmentation checkpoints -> ocrformer
+    attend, available_backends, attention_backend   one attention function, several kernels (attention.py)
+    OCRDecoder, OCREncoder, OCRHead                  the paper's Section 3.3 view of the OCR head (ocr.py)
+    OCRNet, create_model, list_models                segmentation models on timm backbones (models/)
+    ocrformer.convert.convert_checkpoint             HRNet-OCR / mmsegmentation checkpoints -> ocrformer
+    ocrformer.data, ocrformer.evaluation, ocrformer.engine, ocrformer.inference
+                                                     datasets, metrics, training, test-time inference
 """
 
 from .attention import attend, attention_backend, available_backends, choose_backend
+from .models import OCRNet, create_model, list_models
 from .ocr import DecoderOutput, OCRDecoder, OCREncoder, OCRHead
 
 __version__ = "0.1.0"
@@ -16,8 +20,11 @@ __all__ = [
     "OCRDecoder",
     "OCREncoder",
     "OCRHead",
+    "OCRNet",
     "attend",
     "attention_backend",
     "available_backends",
     "choose_backend",
+    "create_model",
+    "list_models",
 ]

@@ -1,5 +1,12 @@
+import os
+
 import pytest
 import torch
+
+# One intra-op thread for the tests and the processes they start: the tensors here are tiny, and on a shared
+# or busy machine two spinning OpenMP threads per process make tiny ops an order of magnitude slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 from benchmarks.classic_ocr import ClassicOCRHead, randomize_
 from ocrformer import OCRHead

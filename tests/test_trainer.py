@@ -125,7 +125,7 @@ def test_resume_from_missing_or_other_world_size(tmp_path):
 
 
 def _env():
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def test_sigterm_writes_a_checkpoint_and_stops(tmp_path):

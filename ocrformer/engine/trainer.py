@@ -204,6 +204,7 @@ class Trainer:
         summary: dict = {"iteration": self.iteration, "interrupted": False}
         batches = self._train_batches()
         evaluated = None
+        steps, train_seconds = 0, 0.0
         images_per_step = config.batch_size * self.context.world_size
         self.model.train()
         with (
@@ -216,7 +217,9 @@ class Trainer:
                 started = time.perf_counter()
                 losses = self._step(next(batches), last_good)
                 self.iteration += 1
-                throughput = images_per_step / (time.perf_counter() - started)
+                seconds = time.perf_counter() - started
+                steps, train_seconds = steps + 1, train_seconds + seconds
+                throughput = images_per_step / seconds
                 row = {"iter": self.iteration, **losses, "lr": self.scheduler.get_last_lr()[0]}
                 row["images_per_s"] = throughput
                 progress.update(1)
@@ -242,6 +245,8 @@ class Trainer:
         if main and self.metrics_path.exists():
             plot_curves(self.metrics_path, self.output_dir / "curves.png", title=config.model)
         summary["iteration"] = self.iteration
+        if steps:  # the whole run's rate (data loading included), not the last iteration's
+            summary["images_per_s"] = steps * images_per_step / train_seconds
         return summary
 
     def _step(self, batch: dict, last_good: Path | None) -> dict:

@@ -1,0 +1,44 @@
+"""experiments/semantic_segmentation.py end to end on the embedded synthetic data (tiny budgets)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "experiments" / "semantic_segmentation.py"
+
+
+def run(*args, timeout=600):
+    result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True, text=True,
+                            timeout=timeout)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+def test_three_variants_then_eval_only(tmp_path):
+    out = run("--iterations", "3", "--batch-size", "2", "--out", str(tmp_path), "--checkpoint-every", "3")
+    assert "| fcn | fcn_tiny |" in out and "| ocr | ocrnet_tiny |" in out and "| gt-ocr |" in out
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert set(results) == {"fcn", "ocr", "gt-ocr"}
+    assert all(0.0 <= r["miou"] <= 1.0 and r["iterations"] == 3 for r in results.values())
+    for name in ("results.md", "miou.png", "examples.png", "ocr/curves.png", "ocr/last.pth"):
+        assert (tmp_path / name).is_file(), name
+
+    evaluated = run("--eval-only", "--checkpoint", str(tmp_path / "ocr" / "last.pth"), "--flip", "--scales",
+                    "0.75,1.0", "--out", str(tmp_path / "eval"))  # fmt: skip
+    assert "| ocr | ocrnet_tiny |" in evaluated
+
+
+def test_bad_arguments_are_named(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--variants", "fcn,psp", "--out", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and "--variants: unknown ['psp']" in result.stderr
+
+
+@pytest.mark.slow
+def test_quick_default_run(tmp_path):
+    out = run("--quick", "--out", str(tmp_path), timeout=900)
+    assert "mIoU" in out
