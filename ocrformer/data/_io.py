@@ -1,0 +1,177 @@
+"""Shared machinery of the file-backed datasets: reading images and label maps, pairing them, checking them.
+
+Every error names the file (or folder) it is about and says what was expected, because a bad file deep inside
+a 20,000-image dataset is otherwise a needle in a haystack.
+
+Shapes: H, W image size; images are uint8 (3, H, W) RGB, labels int64 (H, W).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IGNORE_INDEX = 255
+INVALID = -1  # marks label values that a lookup table does not accept
+
+Transforms = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def require_dir(path: Path, what: str, layout: str) -> Path:
+    """``path`` if it is a folder, else ``FileNotFoundError`` naming it and the expected layout."""
+    if not path.is_dir():
+        raise FileNotFoundError(f"{what} not found: {path} is not a folder. Expected layout:\n{layout}")
+    return path
+
+
+def subfolders(path: Path) -> list[str]:
+    """Names of the folders inside ``path`` (empty if ``path`` is not a folder): for 'found ...' hints."""
+    return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
+
+
+def require_files(files: list[Path], folder: Path, pattern: str, layout: str) -> list[Path]:
+    """``files`` if not empty, else ``FileNotFoundError`` naming the folder and the pattern searched."""
+    if not files:
+        raise FileNotFoundError(f"no images matching {pattern!r} in {folder}. Expected layout:\n{layout}")
+    return files
+
+
+def pair_with_labels(images: Sequence[Path], label_for: Callable[[Path], Path]) -> list[tuple[Path, Path]]:
+    """``[(image, label_for(image))]``; ``FileNotFoundError`` naming the first image whose label file is missing
+    and the path it was expected at."""
+    pairs = [(image, label_for(image)) for image in images]
+    missing = [(image, label) for image, label in pairs if not label.is_file()]
+    if missing:
+        image, label = missing[0]
+        more = f" (and {len(missing) - 1} more images without labels)" if len(missing) > 1 else ""
+        raise FileNotFoundError(f"no label for image {image}: expected {label}{more}")
+    return pairs
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """An image file -> uint8 (3, H, W) RGB; ``ValueError`` naming the file if it cannot be decoded."""
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("RGB"))
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for unknown, truncated and corrupt files
+        raise ValueError(f"cannot read image {path}: {exc}") from exc
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+def read_label(path: Path) -> torch.Tensor:
+    """A single-channel label image (8- or 16-bit grey, or palette indices) -> int64 (H, W) of raw values."""
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+            array = np.asarray(image) if mode in ("L", "P", "I;16", "I") else None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"cannot read label {path}: {exc}") from exc
+    if array is None:
+        raise ValueError(
+            f"label {path} has PIL mode {mode!r}; expected a single-channel image of class ids "
+            "(mode 'L', 'P', 'I;16' or 'I'). Colour-coded masks must be converted to ids first."
+        )
+    return torch.from_numpy(array.astype(np.int64))
+
+
+def check_same_size(image: torch.Tensor, label: torch.Tensor, image_path: Path, label_path: Path) -> None:
+    """``ValueError`` naming both files and both sizes if the label is not the image's size."""
+    if tuple(image.shape[-2:]) != tuple(label.shape):
+        raise ValueError(
+            f"label {label_path} is {tuple(label.shape)} (H, W) but image {image_path} is "
+            f"{tuple(image.shape[-2:])}: every label must have its image's size"
+        )
+
+
+def make_lut(mapping: dict[int, int], size: int = 256) -> torch.Tensor:
+    """A lookup table raw value -> train id of ``size`` entries; values not in ``mapping`` are ``INVALID``."""
+    lut = torch.full((size,), INVALID, dtype=torch.int64)
+    for raw, train_id in mapping.items():
+        lut[raw] = train_id
+    return lut
+
+
+def map_label(raw: torch.Tensor, lut: torch.Tensor, path: Path, allowed: str) -> torch.Tensor:
+    """Raw label values (H, W) -> train ids (H, W) through ``lut``; ``ValueError`` naming the file and the
+    offending values if any value is outside the table or marked ``INVALID``.
+
+    ``allowed`` describes the valid values for the message, e.g. ``"ids 0-33 or 255 (ignore)"``.
+    """
+    inside = (raw >= 0) & (raw < len(lut))
+    mapped = lut[raw.clamp(0, len(lut) - 1)]
+    bad = ~inside | (mapped == INVALID)
+    if bad.any():
+        values = torch.unique(raw[bad]).tolist()
+        shown = ", ".join(map(str, values[:10])) + (", ..." if len(values) > 10 else "")
+        raise ValueError(f"label {path} has values outside the valid range ({allowed}): {shown}")
+    return mapped
+
+
+def voc_palette(num_classes: int) -> list[tuple[int, int, int]]:
+    """The PASCAL VOC colour map (bits of the class index spread over R, G, B): deterministic, class 0 black,
+    neighbouring classes far apart in colour."""
+    palette = []
+    for index in range(num_classes):
+        bits, r, g, b = index, 0, 0, 0
+        for shift in range(7, -1, -1):
+            r |= (bits & 1) << shift
+            g |= ((bits >> 1) & 1) << shift
+            b |= ((bits >> 2) & 1) << shift
+            bits >>= 3
+        palette.append((r, g, b))
+    return palette
+
+
+class PairedSegmentation(Dataset):
+    """Base of the file-backed datasets: ``(image file, label file)`` pairs and a raw-value -> train-id table.
+
+    Subclasses set ``classes``, ``palette`` and pass the pairs, the table and a description of the valid raw
+    values. The pixel checks (decodable files, equal sizes, valid values) run in ``__getitem__``, where the
+    pixels are read anyway; the pairing is checked by the subclass at construction.
+
+    ``dataset[i]`` -> ``{"image": uint8 (3, H, W), "label": int64 (H, W) train ids or 255, "path": str}``, or
+    what ``transforms(image, label)`` returns in their place.
+    """
+
+    ignore_index = IGNORE_INDEX
+
+    def __init__(
+        self,
+        samples: list[tuple[Path, Path]],
+        *,
+        classes: Sequence[str],
+        palette: Sequence[tuple[int, int, int]],
+        lut: torch.Tensor,
+        allowed: str,
+        transforms: Transforms | None = None,
+    ) -> None:
+        assert len(classes) == len(palette), "one colour per class"
+        self.samples = samples
+        self.classes = list(classes)
+        self.palette = [tuple(colour) for colour in palette]
+        self.num_classes = len(self.classes)
+        self.lut = lut
+        self.allowed = allowed
+        self.transforms = transforms
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict:
+        image_path, label_path = self.samples[index]
+        image = read_image(image_path)
+        raw = read_label(label_path)
+        check_same_size(image, raw, image_path, label_path)
+        label = map_label(raw, self.lut, label_path, self.allowed)
+        if self.transforms is not None:
+            image, label = self.transforms(image, label)
+        return {"image": image, "label": label, "path": str(image_path)}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({len(self)} images, {self.num_classes} classes)"
