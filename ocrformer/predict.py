@@ -20,10 +20,11 @@ import torch
 from PIL import Image
 
 from .convert import SOURCES, convert_checkpoint
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .engine.checkpoint import load_checkpoint
 from .inference import predict_labels
 from .models import create_model, list_models
-from .visualize import IMAGENET_MEAN, IMAGENET_STD, colorize, default_palette, overlay
+from .visualize import colorize, default_palette, overlay
 
 __all__ = ["main"]
 

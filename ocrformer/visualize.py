@@ -5,25 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "colorize", "default_palette", "denormalize", "overlay"]
+from .data._io import voc_palette
+from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# Distinct colours for any number of classes (the PASCAL VOC colour map), for datasets without a palette.
+default_palette = voc_palette
 
-
-def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
-    """Distinct colours by the PASCAL VOC bit-interleaving scheme (deterministic, any number of classes)."""
-    palette = []
-    for index in range(num_classes):
-        r = g = b = 0
-        value = index
-        for shift in range(7, -1, -1):
-            r |= ((value >> 0) & 1) << shift
-            g |= ((value >> 1) & 1) << shift
-            b |= ((value >> 2) & 1) << shift
-            value >>= 3
-        palette.append((r, g, b))
-    return palette
+__all__ = ["colorize", "default_palette", "denormalize", "overlay"]
 
 
 def colorize(labels: np.ndarray, palette: list[tuple[int, int, int]]) -> np.ndarray:
