@@ -166,12 +166,9 @@ class ASPP(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------- DANet
-class PositionAttention(nn.Module):
-    """DANet's position attention: queries/keys 1x1 C -> C/8, values 1x1 C -> C, no logit scaling, an
-    N x N map; ``gamma * context + x``. Runs through ``attend`` (the backend under test).
-
-    (B, C, H, W) -> (B, C, H, W).
-    """
+class _ReducedQKV(nn.Module):
+    """The projections DANet's position attention and CCNet share: queries/keys 1x1 C -> C/8, values 1x1
+    C -> C, and a zero-initialised residual gate ``gamma``."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -179,6 +176,14 @@ class PositionAttention(nn.Module):
         self.key = nn.Conv2d(channels, channels // 8, 1)
         self.value = nn.Conv2d(channels, channels, 1)
         self.gamma = nn.Parameter(torch.zeros(1))
+
+
+class PositionAttention(_ReducedQKV):
+    """DANet's position attention: queries/keys 1x1 C -> C/8, values 1x1 C -> C, no logit scaling, an
+    N x N map; ``gamma * context + x``. Runs through ``attend`` (the backend under test).
+
+    (B, C, H, W) -> (B, C, H, W).
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = tokens(self.query(x)), tokens(self.key(x)), tokens(self.value(x))
@@ -230,7 +235,7 @@ class DANet(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------- CCNet
-class CrissCrossAttention(nn.Module):
+class CrissCrossAttention(_ReducedQKV):
     """CCNet's criss-cross attention in plain ops: every position attends over its column and its row
     (H + W - 1 positions; itself once) with one joint softmax; queries/keys C -> C/8, values C -> C, no
     scaling; ``gamma * context + x``. The map is (B, H, W, H + W), not N x N.
@@ -241,13 +246,6 @@ class CrissCrossAttention(nn.Module):
 
     (B, C, H, W) -> (B, C, H, W).
     """
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.query = nn.Conv2d(channels, channels // 8, 1)
-        self.key = nn.Conv2d(channels, channels // 8, 1)
-        self.value = nn.Conv2d(channels, channels, 1)
-        self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[2:]
