@@ -35,7 +35,7 @@ VARIANTS = ("fcn", "ocr", "gt-ocr")
 # The embedded default, chosen so that the three variants separate clearly within minutes on two CPU cores.
 # Mild rescaling only: the synthetic classes hinge on small coloured tags that a 0.5x rescale would erase;
 # no photometric jitter, for the same reason (and it costs more than the tiny model on 64x64 crops).
-SYNTHETIC_DEFAULTS = {"iterations": 400, "batch_size": 8, "crop": "64,64", "lr": 0.05, "scale_range": "0.75,1.25"}
+SYNTHETIC_DEFAULTS = {"iterations": 300, "batch_size": 8, "crop": "64,64", "lr": 0.05, "scale_range": "0.75,1.25"}
 QUICK_DEFAULTS = {**SYNTHETIC_DEFAULTS, "iterations": 80}
 REAL_DEFAULTS = {"iterations": 80_000, "batch_size": 2, "crop": "512,1024", "lr": 0.01, "scale_range": "0.5,2.0"}
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     results, trainers = {}, {}
     if args.eval_only:
         saved = load_checkpoint(args.checkpoint)
-        config = TrainConfig(**{**saved["config"], "resume": args.checkpoint, "iterations": saved["iteration"]})
+        config = TrainConfig(**{**saved["config"], "resume": args.checkpoint})
         variant = "gt-ocr" if config.oracle else ("fcn" if config.model.startswith("fcn_") else "ocr")
         args.variants, configs = [variant], {variant: config}
     else:

@@ -8,9 +8,9 @@ import torch
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
-from benchmarks.classic_ocr import ClassicOCRHead, randomize_
-from ocrformer import OCRHead
-from ocrformer.convert import convert_checkpoint
+from benchmarks.classic_ocr import ClassicOCRHead, randomize_  # noqa: E402 - after the thread settings
+from ocrformer import OCRHead  # noqa: E402
+from ocrformer.convert import convert_checkpoint  # noqa: E402
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:

@@ -89,7 +89,6 @@ HRNET_SEG_KEYS = [
 ]
 
 
-@pytest.mark.slow
 def test_released_hrnet_ocr_layout_loads_strictly_into_ocrnet_hrnet_w48():
     """A state dict in the released HRNet-OCR layout (``model.`` prefix, HRNet backbone names, classic head,
     the loss's class weights beside them) converts and loads with strict=True, and the whole model computes

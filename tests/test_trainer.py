@@ -113,6 +113,12 @@ def test_config_errors():
         Trainer(TrainConfig(class_weights=[1.0, 2.0], device="cpu"), ToySegmentation())
 
 
+def test_resume_under_other_settings_is_refused(tmp_path):
+    train(toy_config(tmp_path, iterations=3))
+    with pytest.raises(ValueError, match=r"other settings \(iterations: 3 -> 6; lr: 0.01 -> 0.02\).*--resume none"):
+        train(toy_config(tmp_path, iterations=6, lr=0.02, resume="auto", log_every=2))
+
+
 def test_resume_from_missing_or_other_world_size(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         train(toy_config(tmp_path, resume=str(tmp_path / "nope.pth")))
@@ -121,7 +127,7 @@ def test_resume_from_missing_or_other_world_size(tmp_path):
     state["world_size"] = 2
     torch.save(state, tmp_path / "two.pth")
     with pytest.raises(ValueError, match="written by 2 processes"):
-        train(toy_config(tmp_path / "b", resume=str(tmp_path / "two.pth")))
+        train(toy_config(tmp_path / "b", iterations=3, resume=str(tmp_path / "two.pth")))
 
 
 def _env():

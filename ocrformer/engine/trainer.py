@@ -169,6 +169,7 @@ class Trainer:
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by ``save_checkpoint`` (same model and world size) to continue it."""
         state = load_checkpoint(path, map_location=self.context.device)
+        self._check_same_run(path, state.get("config", {}))
         if state.get("world_size", 1) != self.context.world_size:
             raise ValueError(
                 f"checkpoint {path} was written by {state['world_size']} processes but this run has "
@@ -180,6 +181,26 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"][self.context.rank])
         self.iteration = state["iteration"]
+
+    # Settings that may change between a run and its resumption without changing what is being trained.
+    _RESUMABLE_CHANGES = frozenset(
+        {"resume", "output_dir", "device", "workers", "eval_every", "log_every", "checkpoint_every", "val_batch_size"}
+    )
+
+    def _check_same_run(self, path: str | Path, saved: dict) -> None:
+        """Refuse to continue a checkpoint under different settings (another schedule length, learning rate,
+        model...): the result would be neither run. Names every difference and the way out."""
+        current = dataclasses.asdict(self.config)
+        differences = [
+            f"{key}: {saved[key]!r} -> {current[key]!r}"
+            for key in sorted(current)
+            if key in saved and key not in self._RESUMABLE_CHANGES and _as_lists(saved[key]) != _as_lists(current[key])
+        ]
+        if differences:
+            raise ValueError(
+                f"checkpoint {path} belongs to a run with other settings ({'; '.join(differences)}). "
+                "Use a new output folder, or do not resume (--resume none), to start this one afresh."
+            )
 
     def _resume_path(self) -> Path | None:
         resume = self.config.resume
@@ -340,3 +361,8 @@ class Trainer:
             stop = stop.to(self.context.device)
             dist.all_reduce(stop, op=dist.ReduceOp.MAX)
         return bool(stop.item())
+
+
+def _as_lists(value):
+    """Tuples and lists compare equal (a config read back from JSON or a checkpoint has lists)."""
+    return [_as_lists(v) for v in value] if isinstance(value, list | tuple) else value
