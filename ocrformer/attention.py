@@ -184,13 +184,22 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
 def unsupported_reasons(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> dict:
     """``{backend name: [reasons it cannot run these inputs]}`` for every registered backend."""
     _check_inputs(q, k, v)
-    scale = q.shape[-1] ** -0.5 if scale is None else scale
-    return {name: b.why_not(q, k, v, scale) for name, b in BACKENDS.items()}
+    return _reasons(q, k, v, q.shape[-1] ** -0.5 if scale is None else scale)
 
 
 def available_backends(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> list[str]:
     """Names of the backends that can run ``attend(q, k, v)`` here (device, dtype, shapes, gradients)."""
-    return [name for name, reasons in unsupported_reasons(q, k, v).items() if not reasons]
+    _check_inputs(q, k, v)
+    return _usable(q, k, v, q.shape[-1] ** -0.5)
+
+
+def _reasons(q, k, v, scale: float) -> dict:
+    # Inputs already checked: attend() validates once and does not pay for it again per lookup.
+    return {name: b.why_not(q, k, v, scale) for name, b in BACKENDS.items()}
+
+
+def _usable(q, k, v, scale: float) -> list[str]:
+    return [name for name, reasons in _reasons(q, k, v, scale).items() if not reasons]
 
 
 # ------------------------------------------------------------------------------------- global override
@@ -271,7 +280,12 @@ def _table_choice(device: str, dtype: str, grad: bool, shape_items: tuple, usabl
 def choose_backend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
     """The backend ``auto`` picks: the fastest usable one in the nearest measured case of the table
     (same device type, dtype and gradient mode; nearest (B*h, Lq, Lk, D, Dv) on a log scale)."""
-    usable = available_backends(q, k, v)
+    _check_inputs(q, k, v)
+    return _choose(q, k, v, q.shape[-1] ** -0.5)
+
+
+def _choose(q, k, v, scale: float) -> str:
+    usable = _usable(q, k, v, scale)
     shape = {"bh": q.shape[0] * q.shape[1], "lq": q.shape[2], "lk": k.shape[2], "d": q.shape[3], "dv": v.shape[3]}
     # The memo is for eager calls; torch.compile traces the lookup itself (and warns about caches).
     lookup = _table_choice.__wrapped__ if torch.compiler.is_compiling() else _table_choice
@@ -314,7 +328,7 @@ def attend(
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     name = backend if backend != "auto" else _forced_backend()
     if name == "auto":
-        name = choose_backend(q, k, v)
+        name = _choose(q, k, v, scale)
     else:
         reasons = BACKENDS[name].why_not(q, k, v, scale)
         if reasons:
