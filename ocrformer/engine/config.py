@@ -36,7 +36,12 @@ class TrainConfig:
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
+    lr_schedule: str = "poly"  # "poly" or "step" (see engine/schedule.py)
     poly_power: float = 0.9
+    lr_steps: tuple[int, ...] = ()  # "step": iterations at which the lr is multiplied by lr_gamma
+    lr_gamma: float = 0.1
+    warmup_iters: int = 0  # "step": linear warm-up from warmup_factor * lr
+    warmup_factor: float = 0.001
     aux_weight: float = 0.4
     ignore_index: int = 255
     class_weights: str | list[float] | None = None  # None, "cityscapes", or K floats
@@ -65,6 +70,17 @@ class TrainConfig:
             raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        from .schedule import SCHEDULES
+
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if any(not 0 < step < self.iterations for step in self.lr_steps) or list(self.lr_steps) != sorted(
+            self.lr_steps
+        ):
+            raise ValueError(f"lr_steps must be increasing iterations in (0, {self.iterations}), got {self.lr_steps}")
+        if self.warmup_iters < 0 or not 0 < self.warmup_factor <= 1:
+            raise ValueError("warmup_iters must be >= 0 and warmup_factor in (0, 1]")
+        self.lr_steps = tuple(self.lr_steps)
         self.crop_size = tuple(self.crop_size)
         self.scale_range = tuple(self.scale_range)
 

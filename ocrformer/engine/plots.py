@@ -13,24 +13,32 @@ import matplotlib.pyplot as plt  # noqa: E402
 __all__ = ["plot_curves"]
 
 
-def plot_curves(metrics_path: str | Path, out_path: str | Path, *, title: str = "") -> Path:
+def plot_curves(
+    metrics_path: str | Path, out_path: str | Path, *, title: str = "", metrics: dict[str, str] | None = None
+) -> Path:
+    """Left: the total loss (solid) and each ``loss_*`` term; right: the evaluated ``metrics`` ({key: label},
+    fractions plotted as %; default mIoU) against the iteration."""
+    metrics = {"miou": "mIoU"} if metrics is None else metrics
     rows = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()]
     train = [r for r in rows if "loss" in r]
-    evals = [r for r in rows if "miou" in r]
-    fig, (ax_loss, ax_miou) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key, style in (("loss", "-"), ("loss_main", "--"), ("loss_aux", ":")):
+    terms = sorted({key for r in train for key in r if key.startswith("loss_")})
+    fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key in ["loss", *terms]:
         points = [(r["iter"], r[key]) for r in train if key in r]
         if points:
-            ax_loss.plot(*zip(*points, strict=True), style, label=key)
+            ax_loss.plot(*zip(*points, strict=True), "-" if key == "loss" else ":", label=key)
     ax_loss.set_xlabel("iteration")
     ax_loss.set_ylabel("loss")
-    ax_loss.legend()
-    if evals:
-        ax_miou.plot([r["iter"] for r in evals], [100 * r["miou"] for r in evals], "o-", label="mIoU")
-        ax_miou.legend()
-    ax_miou.set_xlabel("iteration")
-    ax_miou.set_ylabel("mIoU (%)")
-    for ax in (ax_loss, ax_miou):
+    ax_loss.legend(fontsize="small")
+    for key, label in metrics.items():
+        points = [(r["iter"], 100 * r[key]) for r in rows if key in r]
+        if points:
+            ax_metric.plot(*zip(*points, strict=True), "o-", label=label)
+    if ax_metric.lines:
+        ax_metric.legend()
+    ax_metric.set_xlabel("iteration")
+    ax_metric.set_ylabel(" / ".join(metrics.values()) + " (%)")
+    for ax in (ax_loss, ax_metric):
         ax.grid(alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()

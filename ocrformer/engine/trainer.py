@@ -1,6 +1,6 @@
 """Training and evaluation of segmentation models, on one CPU or many GPUs, losing nothing.
 
-- SGD (momentum 0.9) with poly learning-rate decay (``torch.optim.lr_scheduler.PolynomialLR``), weight decay.
+- SGD (momentum 0.9), weight decay, and a poly or step (with warm-up) learning-rate schedule (``schedule.py``).
 - bf16 autocast on CPU and GPU (``amp="bf16"``); fp16 with a GradScaler on GPU (``amp="fp16"``).
 - ``torchrun`` launches several processes: DistributedDataParallel over gloo (CPU) or NCCL (GPU), with
   SyncBatchNorm on GPU. PyTorch's SyncBatchNorm has no CPU kernel, so CPU processes keep per-process
@@ -42,6 +42,7 @@ from .config import TrainConfig
 from .distributed import DistributedContext, setup_distributed
 from .plots import plot_curves
 from .sampler import ResumableSampler, SeededSamples
+from .schedule import build_scheduler
 
 __all__ = ["Trainer"]
 
@@ -67,16 +68,37 @@ class Trainer:
         self.config = config
         self.context = context or setup_distributed(config.device)
         self.train_set, self.val_set = train_set, val_set
-        self.num_classes = train_set.num_classes
+        self.num_classes = getattr(train_set, "num_classes", None)
         self.output_dir = Path(config.output_dir)
         self.metrics_path = self.output_dir / "metrics.jsonl"
         torch.manual_seed(config.seed + self.context.rank)
 
-        model = create_model(config.model, self.num_classes, **config.model_kwargs).to(self.context.device)
+        model = self._build_model().to(self.context.device)
         if self.context.is_distributed:
             model = self._distribute(model)
         self.model = model
-        self.criterion = OCRLoss(
+        self.criterion = self._build_criterion()
+        self.optimizer = torch.optim.SGD(
+            self.module.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+        self.scheduler = build_scheduler(self.optimizer, config)
+        self.scaler = torch.amp.GradScaler(self.context.device.type, enabled=config.amp == "fp16")
+        self.iteration = 0
+        self._stop_signal: int | None = None
+
+    # ------------------------------------------------------------------------------------------ set-up
+    # What a task (semantic segmentation here; see ``PanopticTrainer``) changes: the model, its loss, how a
+    # batch is collated, the evaluation and the metrics logged from it.
+    collate_fn = None  # the DataLoader default: stack the dicts' tensors
+    logged_metrics: tuple[str, ...] = ("miou", "acc", "macc")
+    metric_labels: dict[str, str] = {"miou": "mIoU"}  # plotted in curves.png
+
+    def _build_model(self) -> torch.nn.Module:
+        return create_model(self.config.model, self.num_classes, **self.config.model_kwargs)
+
+    def _build_criterion(self) -> torch.nn.Module | None:
+        config = self.config
+        return OCRLoss(
             aux_weight=config.aux_weight,
             ignore_index=config.ignore_index,
             class_weights=config.resolved_class_weights(self.num_classes),
@@ -84,17 +106,15 @@ class Trainer:
             ohem_threshold=config.ohem_threshold,
             ohem_min_kept=config.ohem_min_kept,
         ).to(self.context.device)
-        self.optimizer = torch.optim.SGD(
-            self.module.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
-        self.scheduler = torch.optim.lr_scheduler.PolynomialLR(
-            self.optimizer, total_iters=config.iterations, power=config.poly_power
-        )
-        self.scaler = torch.amp.GradScaler(self.context.device.type, enabled=config.amp == "fp16")
-        self.iteration = 0
-        self._stop_signal: int | None = None
 
-    # ------------------------------------------------------------------------------------------ set-up
+    def _checkpoint_extras(self) -> dict:
+        """Saved beside the training state, for tools that read a checkpoint without the dataset."""
+        return {
+            "classes": list(getattr(self.train_set, "classes", [])),
+            "palette": [list(c) for c in getattr(self.train_set, "palette", [])],
+            "num_classes": self.num_classes,
+        }
+
     @property
     def module(self) -> torch.nn.Module:
         """The model without its DistributedDataParallel wrapper."""
@@ -136,6 +156,7 @@ class Trainer:
             pin_memory=self.context.device.type == "cuda",
             drop_last=True,
             persistent_workers=self.config.workers > 0,
+            collate_fn=self.collate_fn,
             # Its own generator: creating the iterator must not draw from the global RNG, or a resumed run's
             # dropout masks would be shifted by one draw against the uninterrupted run.
             generator=torch.Generator().manual_seed(self.config.seed),
@@ -159,9 +180,7 @@ class Trainer:
             "rng": rng,
             "iteration": self.iteration,
             "config": dataclasses.asdict(self.config),
-            "classes": list(getattr(self.train_set, "classes", [])),
-            "palette": [list(c) for c in getattr(self.train_set, "palette", [])],
-            "num_classes": self.num_classes,
+            **self._checkpoint_extras(),
             "world_size": self.context.world_size,
         }
         return atomic_save(state, self.output_dir / name)
@@ -264,18 +283,16 @@ class Trainer:
                 evaluated = self._evaluate_and_log()
             summary.update(evaluated)
         if main and self.metrics_path.exists():
-            plot_curves(self.metrics_path, self.output_dir / "curves.png", title=config.model)
+            plot_curves(
+                self.metrics_path, self.output_dir / "curves.png", title=config.model, metrics=self.metric_labels
+            )
         summary["iteration"] = self.iteration
         if steps:  # the whole run's rate (data loading included), not the last iteration's
             summary["images_per_s"] = steps * images_per_step / train_seconds
         return summary
 
-    def _step(self, batch: dict, last_good: Path | None) -> dict:
-        images = batch["image"].to(self.context.device, non_blocking=True)
-        labels = batch["label"].to(self.context.device, non_blocking=True)
-        with self._autocast():
-            outputs = self.model(images, **self._oracle(labels))
-        losses = self.criterion({k: v.float() for k, v in outputs.items()}, labels)
+    def _step(self, batch, last_good: Path | None) -> dict:
+        losses = self._losses(batch)
         loss = sum(losses.values())
         self._check_finite(loss, losses, last_good)
         self.optimizer.zero_grad(set_to_none=True)
@@ -284,6 +301,14 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return {"loss": loss.item(), **{name: value.item() for name, value in losses.items()}}
+
+    def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One training batch -> named, weighted loss terms (their sum is optimised)."""
+        images = batch["image"].to(self.context.device, non_blocking=True)
+        labels = batch["label"].to(self.context.device, non_blocking=True)
+        with self._autocast():
+            outputs = self.model(images, **self._oracle(labels))
+        return self.criterion({k: v.float() for k, v in outputs.items()}, labels)
 
     def _oracle(self, labels: torch.Tensor) -> dict:
         return {"oracle_labels": labels} if self.config.oracle else {}
@@ -328,7 +353,7 @@ class Trainer:
 
     def _evaluate_and_log(self) -> dict:
         metrics = self.evaluate()
-        row = {"iter": self.iteration, **{k: metrics[k] for k in ("miou", "acc", "macc")}}
+        row = {"iter": self.iteration, **{k: metrics[k] for k in self.logged_metrics}}
         self._log(row)
         return row
 
