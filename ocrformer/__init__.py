@@ -4,13 +4,15 @@ Public API:
     attend, available_backends, attention_backend   one attention function, several kernels (attention.py)
     OCRDecoder, OCREncoder, OCRHead                  the paper's Section 3.3 view of the OCR head (ocr.py)
     OCRNet, create_model, list_models                segmentation models on timm backbones (models/)
+    PanopticFPN, create_panoptic_model, combine_panoptic
+                                                     Panoptic-FPN (+ OCR) on torchvision's Mask R-CNN
     ocrformer.convert.convert_checkpoint             HRNet-OCR / mmsegmentation checkpoints -> ocrformer
     ocrformer.data, ocrformer.evaluation, ocrformer.engine, ocrformer.inference
                                                      datasets, metrics, training, test-time inference
 """
 
 from .attention import attend, attention_backend, available_backends, choose_backend
-from .models import OCRNet, create_model, list_models
+from .models import OCRNet, PanopticFPN, combine_panoptic, create_model, create_panoptic_model, list_models
 from .ocr import DecoderOutput, OCRDecoder, OCREncoder, OCRHead
 
 __version__ = "0.1.0"
@@ -21,10 +23,13 @@ __all__ = [
     "OCREncoder",
     "OCRHead",
     "OCRNet",
+    "PanopticFPN",
     "attend",
     "attention_backend",
     "available_backends",
     "choose_backend",
+    "combine_panoptic",
     "create_model",
+    "create_panoptic_model",
     "list_models",
 ]

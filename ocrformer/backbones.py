@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BackboneInfo", "FeatureAdapter", "create_backbone"]
+__all__ = ["BackboneInfo", "FPNBackbone", "FeatureAdapter", "create_backbone"]
 
 
 def _default_layout(name: str) -> str:
@@ -64,7 +64,6 @@ class FeatureAdapter(nn.Module):
 def _timm_features(
     name: str, layout: str, *, pretrained: bool, checkpoint_path: str | Path | None, **kwargs
 ) -> nn.Module:
-    kwargs = {"features_only": True, **kwargs}
     if layout == "hrnet":
         # Raw branch outputs (no classification "incre" blocks), the four branches only (not the stem).
         kwargs.setdefault("feature_location", "")
@@ -74,6 +73,11 @@ def _timm_features(
         kwargs.setdefault("out_indices", (-2, -1))
     else:
         kwargs.setdefault("out_indices", (-1,))
+    return _create_features_only(name, pretrained=pretrained, checkpoint_path=checkpoint_path, **kwargs)
+
+
+def _create_features_only(name: str, *, pretrained: bool, checkpoint_path: str | Path | None, **kwargs) -> nn.Module:
+    kwargs = {"features_only": True, **kwargs}
     if checkpoint_path is not None:
         path = Path(checkpoint_path)
         if not path.is_file():
@@ -134,3 +138,52 @@ def create_backbone(
         size_divisor=max(strides) if layout == "hrnet" else 1,
     )
     return body, adapter, info
+
+
+class FPNBackbone(nn.Module):
+    """A timm model's stride-4/8/16/32 stages + torchvision's ``FeaturePyramidNetwork``: the Panoptic-FPN trunk.
+
+    ``forward(images (B, 3, H, W))`` -> ``OrderedDict`` ``{"0": P2, "1": P3, "2": P4, "3": P5, "pool": P6}``,
+    each (B, ``out_channels``, H/s, W/s) for s = 4, 8, 16, 32, 64 -- the names and the ``out_channels``
+    attribute torchvision's Mask R-CNN expects of a backbone. H and W must be multiples of 32 (Mask R-CNN's
+    batching pads to that).
+
+    Args:
+        name: a timm model with stages at strides 4, 8, 16 and 32 (ResNets, ConvNeXts, ...).
+        out_channels: FPN width (256 in Panoptic-FPN).
+        pretrained, checkpoint_path: as for ``create_backbone``.
+        **timm_kwargs: passed to ``timm.create_model``.
+    """
+
+    LEVEL_STRIDES = (4, 8, 16, 32)
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        out_channels: int = 256,
+        pretrained: bool = False,
+        checkpoint_path: str | Path | None = None,
+        **timm_kwargs,
+    ) -> None:
+        super().__init__()
+        from torchvision.ops import FeaturePyramidNetwork
+        from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+        if not timm.is_model(name):
+            raise ValueError(f"backbone {name!r} is not a timm model (e.g. 'resnet50', 'resnet18', 'convnext_tiny')")
+        self.body = _create_features_only(name, pretrained=pretrained, checkpoint_path=checkpoint_path, **timm_kwargs)
+        strides = self.body.feature_info.reduction()
+        # Every stage is computed anyway; keep the four the pyramid is built from.
+        self.levels = [strides.index(s) for s in self.LEVEL_STRIDES if s in strides]
+        if len(self.levels) != len(self.LEVEL_STRIDES):
+            raise ValueError(
+                f"backbone {name!r} has feature strides {strides}; an FPN needs stages at {self.LEVEL_STRIDES}"
+            )
+        channels = [self.body.feature_info.channels()[i] for i in self.levels]
+        self.fpn = FeaturePyramidNetwork(channels, out_channels, extra_blocks=LastLevelMaxPool())
+        self.out_channels = out_channels
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.body(images)
+        return self.fpn({str(i): features[level] for i, level in enumerate(self.levels)})

@@ -1,6 +1,19 @@
-"""Segmentation models built from a timm backbone and the OCR head."""
+"""Segmentation models built from a timm backbone and the OCR head; Panoptic-FPN (+ OCR)."""
 
 from .ocrnet import FCNHead, OCRNet
-from .registry import create_model, list_models
+from .panoptic_fpn import PanopticFPN, SemanticFPN
+from .panoptic_fusion import combine_panoptic, scaled_stuff_area
+from .registry import PANOPTIC_PRESETS, create_model, create_panoptic_model, list_models
 
-__all__ = ["FCNHead", "OCRNet", "create_model", "list_models"]
+__all__ = [
+    "PANOPTIC_PRESETS",
+    "FCNHead",
+    "OCRNet",
+    "PanopticFPN",
+    "SemanticFPN",
+    "combine_panoptic",
+    "create_model",
+    "create_panoptic_model",
+    "list_models",
+    "scaled_stuff_area",
+]
