@@ -10,6 +10,14 @@ transforms a uint8 (3, H, W) RGB image and an int64 (H, W) label of train ids in
     SyntheticContextSegmentation   generated; a miniature where object context decides the class
     TrainTransform, EvalTransform  torchvision.transforms.v2 pipelines on (image, label)
     build_dataset(name, ...)  one entry point for configs and scripts
+
+Panoptic segmentation (``dataset[i]`` is ``(image, target)`` with instance and semantic targets instead):
+
+    CocoPanoptic              COCO 2017 panoptic (PNG ids + JSON) -> Panoptic-FPN targets
+    PanopticTrainTransform, PanopticEvalTransform  joint v2 transforms on (image, target)
+    collate_panoptic          DataLoader collate into (list of images, list of targets)
+    write_synthetic_coco_panoptic  writes a small synthetic set in the real COCO panoptic layout
+    SYNTHETIC_PANOPTIC_CATEGORIES  its categories (non-contiguous COCO-style ids)
 """
 
 from __future__ import annotations
@@ -22,8 +30,10 @@ from torch.utils.data import Dataset
 from ._io import Transforms
 from .ade20k import ADE20K_CLASSES, ADE20K_PALETTE, ADE20KSegmentation
 from .cityscapes import CITYSCAPES_CLASS_WEIGHTS, CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, CityscapesSegmentation
+from .coco_panoptic import CocoPanoptic, PanopticEvalTransform, PanopticTrainTransform, collate_panoptic
 from .folder import FolderSegmentation, read_classes_json
 from .synthetic import SyntheticContextSegmentation, write_folder
+from .synthetic_panoptic import SYNTHETIC_PANOPTIC_CATEGORIES, write_synthetic_coco_panoptic
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, EvalTransform, RandomRescale, TrainTransform
 
 __all__ = [
@@ -35,16 +45,22 @@ __all__ = [
     "DATASETS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "SYNTHETIC_PANOPTIC_CATEGORIES",
     "ADE20KSegmentation",
     "CityscapesSegmentation",
+    "CocoPanoptic",
     "EvalTransform",
     "FolderSegmentation",
+    "PanopticEvalTransform",
+    "PanopticTrainTransform",
     "RandomRescale",
     "SyntheticContextSegmentation",
     "TrainTransform",
     "build_dataset",
+    "collate_panoptic",
     "read_classes_json",
     "write_folder",
+    "write_synthetic_coco_panoptic",
 ]
 
 DATASETS = ("synthetic", "cityscapes", "ade20k", "folder")
