@@ -30,6 +30,11 @@ class DistributedContext:
     def is_distributed(self) -> bool:
         return self.world_size > 1
 
+    def barrier(self) -> None:
+        """Wait for every rank (no-op in a single process), e.g. while rank 0 writes files the others read."""
+        if self.is_distributed:
+            dist.barrier()
+
 
 def setup_distributed(device: str = "auto") -> DistributedContext:
     """Join the ``torchrun`` process group if launched by it (backend NCCL for CUDA, gloo for CPU).

@@ -1,4 +1,5 @@
-"""What an experiment shows a person: the results table, an mIoU bar chart, and predictions side by side."""
+"""What an experiment shows a person: results tables, bar charts, and predictions side by side -- for the
+semantic experiment (mIoU) and the panoptic one (PQ)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,16 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..visualize import colorize, default_palette, denormalize  # noqa: E402
+from ..visualize import colorize, colorize_panoptic, default_palette, denormalize  # noqa: E402
 
-__all__ = ["plot_examples", "plot_miou_bars", "results_table"]
+__all__ = [
+    "panoptic_table",
+    "plot_examples",
+    "plot_miou_bars",
+    "plot_panoptic_examples",
+    "plot_pq_bars",
+    "results_table",
+]
 
 
 def results_table(results: dict[str, dict]) -> str:
@@ -64,6 +72,81 @@ def plot_examples(trainers: dict, dataset, out_path: str | Path, *, count: int =
             panels.append((variant, colorize(prediction, palette)))
         for ax, (name, picture) in zip(axes[row], panels, strict=True):
             ax.imshow(picture)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return Path(out_path)
+
+
+def panoptic_table(results: dict[str, dict]) -> str:
+    """Markdown: one row per variant with PQ/SQ/RQ for All, Things and Stuff (%), the semantic branch's mIoU,
+    and training / inference speed."""
+    lines = [
+        "| variant | PQ | SQ | RQ | PQ th | SQ th | RQ th | PQ st | SQ st | RQ st | sem. mIoU | iterations "
+        "| train img/s | eval img/s |",
+        "|:--|" + "--:|" * 13,
+    ]
+    keys = ("pq", "sq", "rq", "pq_th", "sq_th", "rq_th", "pq_st", "sq_st", "rq_st", "miou")
+    for variant, r in results.items():
+        cells = [f"{100 * r[k]:.1f}" for k in keys] + [str(r["iterations"])]
+        cells += [f"{r[k]:.1f}" if r.get(k) else "-" for k in ("train_images_per_s", "eval_images_per_s")]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_pq_bars(results: dict[str, dict], out_path: str | Path, *, title: str = "") -> Path:
+    """Grouped bars: PQ of All / Things / Stuff and the semantic mIoU, one colour per variant."""
+    groups = (("pq", "PQ"), ("pq_th", "PQ things"), ("pq_st", "PQ stuff"), ("miou", "semantic mIoU"))
+    names = list(results)
+    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    for i, name in enumerate(names):
+        values = [100 * results[name][key] for key, _ in groups]
+        bars = ax.bar([g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))], values, width,
+                      label=name)  # fmt: skip
+        ax.bar_label(bars, fmt="%.1f", fontsize="small")
+    ax.set_xticks(range(len(groups)), [label for _, label in groups])
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 100)
+    ax.legend()
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return Path(out_path)
+
+
+@torch.no_grad()
+def plot_panoptic_examples(trainers: dict, dataset, out_path: str | Path, *, count: int = 4) -> Path:
+    """A grid: per validation image, the image, its ground-truth segments and each variant's fused result
+    (category colours, one shade per segment, void black)."""
+    import numpy as np
+    from panopticapi.utils import rgb2id
+    from PIL import Image
+
+    count = min(count, len(dataset))
+    colors = {c["id"]: tuple(c.get("color") or (128, 128, 128)) for c in dataset.categories}
+    columns = 2 + len(trainers)
+    fig, axes = plt.subplots(count, columns, figsize=(2.4 * columns, 2.2 * count), squeeze=False)
+    for row in range(count):
+        image, target = dataset[row]
+        ground_truth = rgb2id(np.asarray(Image.open(dataset.gt_folder / target["file_name"]).convert("RGB")))
+        gt_colors = {s["id"]: colors[s["category_id"]] for s in target["segments_info"]}
+        picture = (image.permute(1, 2, 0).clamp(0, 1) * 255).byte().numpy()
+        panels = [("image", picture), ("ground truth", colorize_panoptic(ground_truth, gt_colors))]
+        for variant, trainer in trainers.items():
+            result = trainer.module.eval()([image.to(trainer.context.device)])[0]
+            segment_colors = {
+                s["id"]: colors[dataset.contiguous_to_category(s["isthing"], s["category_id"])]
+                for s in result["segments_info"]
+            }
+            panels.append((variant, colorize_panoptic(result["panoptic_seg"].cpu().numpy(), segment_colors)))
+        for ax, (name, panel) in zip(axes[row], panels, strict=True):
+            ax.imshow(panel)
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:

@@ -1,0 +1,92 @@
+"""Panoptic training end to end: the PanopticTrainer on generated COCO-panoptic files (both variants, a few
+iterations), and experiments/panoptic_coco.py (tiny budget, eval-only, and the --quick default)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ocrformer.data import write_synthetic_coco_panoptic
+from ocrformer.engine import TrainConfig
+from ocrformer.engine.panoptic import PanopticTrainer, build_panoptic_datasets
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "experiments" / "panoptic_coco.py"
+TINY = {"backbone": "resnet10t", "min_size": 96, "max_size": 128}
+
+
+@pytest.fixture(scope="module")
+def coco_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("coco")
+    return write_synthetic_coco_panoptic(root, num_train=6, num_val=3, seed=3, progress=False)
+
+
+@pytest.mark.parametrize("ocr", [False, True])
+def test_trainer_few_iterations_then_pq(coco_root, tmp_path, ocr):
+    config = TrainConfig(model="panoptic_fpn_tiny", model_kwargs={"ocr": ocr, **TINY}, dataset="coco_panoptic",
+                         data_root=str(coco_root), batch_size=2, iterations=3, lr=0.01, lr_schedule="step",
+                         lr_steps=(2,), warmup_iters=1, output_dir=str(tmp_path), log_every=1)  # fmt: skip
+    train_set, val_set = build_panoptic_datasets(config)
+    trainer = PanopticTrainer(config, train_set, val_set)
+    before = {k: v.clone() for k, v in trainer.module.state_dict().items() if v.is_floating_point()}
+    summary = trainer.fit()
+    assert summary["iteration"] == 3 and not summary["interrupted"]
+    assert all(0.0 <= summary[k] <= 1.0 for k in ("pq", "pq_th", "pq_st", "miou"))
+    after = trainer.module.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert "loss_sem_seg" in rows[0] and ("loss_sem_seg_aux" in rows[0]) == ocr
+    # The step schedule: warm-up at iteration 1, full lr at 2, x0.1 from step 2 on.
+    assert [round(r["lr"] / config.lr, 6) for r in rows if "lr" in r] == [1.0, 0.1, 0.1]
+    # The predictions are in the official format, one PNG per validation image.
+    predictions = json.loads((tmp_path / "eval" / "predictions.json").read_text())
+    assert len(predictions["annotations"]) == len(val_set) == len(list((tmp_path / "eval/predictions").glob("*.png")))
+    checkpoint = torch.load(tmp_path / "last.pth", weights_only=False)
+    assert checkpoint["thing_category_ids"] == train_set.thing_category_ids
+
+
+def test_trainer_refuses_a_semantic_dataset(tmp_path):
+    from ocrformer.data import SyntheticContextSegmentation
+
+    config = TrainConfig(model="panoptic_fpn_tiny", output_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="num_thing_classes"):
+        PanopticTrainer(config, SyntheticContextSegmentation("train", num_images=2))
+
+
+def run(*args, timeout=600):
+    result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True, text=True,
+                            timeout=timeout)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result.stdout
+
+
+def test_experiment_tiny_budget_then_eval_only(coco_root, tmp_path):
+    out = run("--data-root", str(coco_root), "--model", "panoptic_fpn_tiny", "--iterations", "2",
+              "--batch-size", "2", "--lr-steps", "", "--warmup", "1", "--out", str(tmp_path))  # fmt: skip
+    assert "| fpn |" in out and "| ocr |" in out
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert set(results) == {"fpn", "ocr"} and all(r["iterations"] == 2 for r in results.values())
+    for name in ("results.md", "pq.png", "panoptic.png", "ocr/curves.png", "ocr/last.pth", "fpn/eval/predictions.json"):
+        assert (tmp_path / name).is_file(), name
+    evaluated = run("--data-root", str(coco_root), "--eval-only", "--checkpoint", str(tmp_path / "ocr" / "last.pth"),
+                    "--out", str(tmp_path / "again"))  # fmt: skip
+    assert "| ocr |" in evaluated
+    again = json.loads((tmp_path / "again" / "results.json").read_text())["results"]["ocr"]
+    assert again["pq"] == pytest.approx(results["ocr"]["pq"])  # the same weights give the same PQ
+
+
+def test_experiment_names_bad_arguments(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPT), "--variants", "fpn,detr", "--out", str(tmp_path)],
+                            cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 2 and "--variants: unknown ['detr']" in result.stderr
+
+
+@pytest.mark.slow
+def test_quick_default_run(tmp_path):
+    out = run("--quick", "--out", str(tmp_path / "out"), "--synthetic-root", str(tmp_path / "data"), timeout=900)
+    assert "| fpn |" in out and "| ocr |" in out
+    results = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
+    assert all(r["pq"] > 0.2 for r in results.values())  # the default learns something measurable
