@@ -2,6 +2,8 @@
 iterations), and experiments/panoptic_coco.py (tiny budget, eval-only, and the --quick default)."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +50,47 @@ def test_trainer_few_iterations_then_pq(coco_root, tmp_path, ocr):
     assert checkpoint["thing_category_ids"] == train_set.thing_category_ids
 
 
+def _config(coco_root, output_dir, **overrides):
+    settings = {"model": "panoptic_fpn_tiny", "model_kwargs": {"ocr": True, **TINY}, "dataset": "coco_panoptic",
+                "data_root": str(coco_root), "batch_size": 2, "iterations": 4, "lr": 0.01, "lr_schedule": "step",
+                "lr_steps": (3,), "warmup_iters": 2, "output_dir": str(output_dir), "log_every": 1}  # fmt: skip
+    return TrainConfig(**{**settings, **overrides})
+
+
+def test_resume_continues_exactly(coco_root, tmp_path):
+    """Stopped after 2 of 4 iterations (as SIGTERM would stop it) and resumed: the same weights and losses as
+    the uninterrupted run -- the RPN/RoI samplers' random draws are restored with the RNG state."""
+    straight = PanopticTrainer(_config(coco_root, tmp_path / "straight"), *build_panoptic_datasets(
+        _config(coco_root, tmp_path)))  # fmt: skip
+    straight.val_set = None
+    straight.fit()
+
+    config = _config(coco_root, tmp_path / "resumed")
+    first = PanopticTrainer(config, build_panoptic_datasets(config)[0])
+    step = first._step
+
+    def step_then_signal(*args):
+        result = step(*args)
+        if first.iteration == 1:  # the step that makes iteration 2
+            first._stop_signal = signal.SIGTERM
+        return result
+
+    first._step = step_then_signal
+    assert first.fit()["interrupted"]
+    resumed_config = _config(coco_root, tmp_path / "resumed", resume="auto")
+    resumed = PanopticTrainer(resumed_config, build_panoptic_datasets(resumed_config)[0])
+    assert resumed.fit()["iteration"] == 4
+    expected, actual = straight.module.state_dict(), resumed.module.state_dict()
+    for name in expected:
+        assert torch.equal(actual[name], expected[name]), name
+
+    def losses(folder):
+        rows = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        return {r["iter"]: r["loss"] for r in rows if "loss" in r}
+
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "straight")
+
+
 def test_trainer_refuses_a_semantic_dataset(tmp_path):
     from ocrformer.data import SyntheticContextSegmentation
 
@@ -90,3 +133,18 @@ def test_quick_default_run(tmp_path):
     assert "| fpn |" in out and "| ocr |" in out
     results = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
     assert all(r["pq"] > 0.2 for r in results.values())  # the default learns something measurable
+
+
+def test_experiment_two_process_torchrun_gloo(coco_root, tmp_path):
+    """DDP over gloo: both ranks train, rank 0 writes; the evaluation gathers every rank's predictions."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command = [*launcher, str(SCRIPT), "--data-root", str(coco_root), "--model", "panoptic_fpn_tiny",
+               "--variants", "ocr", "--iterations", "2", "--batch-size", "1", "--lr-steps", "", "--warmup", "0",
+               "--examples", "1", "--out", str(tmp_path)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    state = torch.load(tmp_path / "ocr" / "last.pth", weights_only=False)
+    assert state["world_size"] == 2 and state["iteration"] == 2
+    predictions = json.loads((tmp_path / "ocr" / "eval" / "predictions.json").read_text())
+    assert len(predictions["annotations"]) == 3  # 3 validation images split over 2 ranks, gathered on rank 0
