@@ -152,6 +152,10 @@ class FPNBackbone(nn.Module):
         name: a timm model with stages at strides 4, 8, 16 and 32 (ResNets, ConvNeXts, ...).
         out_channels: FPN width (256 in Panoptic-FPN).
         pretrained, checkpoint_path: as for ``create_backbone``.
+        freeze_bn: replace the body's BatchNorms by frozen ones (timm's ``freeze_batch_norm_2d``), as
+            detectron2 and torchvision do for ImageNet-initialised detection backbones trained with 1-2 images
+            per GPU. ``None`` (default): frozen exactly when initialised from weights (``pretrained`` or
+            ``checkpoint_path``) -- random statistics must be learned.
         **timm_kwargs: passed to ``timm.create_model``.
     """
 
@@ -164,15 +168,19 @@ class FPNBackbone(nn.Module):
         out_channels: int = 256,
         pretrained: bool = False,
         checkpoint_path: str | Path | None = None,
+        freeze_bn: bool | None = None,
         **timm_kwargs,
     ) -> None:
         super().__init__()
+        from timm.layers import freeze_batch_norm_2d
         from torchvision.ops import FeaturePyramidNetwork
         from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
         if not timm.is_model(name):
             raise ValueError(f"backbone {name!r} is not a timm model (e.g. 'resnet50', 'resnet18', 'convnext_tiny')")
         self.body = _create_features_only(name, pretrained=pretrained, checkpoint_path=checkpoint_path, **timm_kwargs)
+        if freeze_bn if freeze_bn is not None else (pretrained or checkpoint_path is not None):
+            self.body = freeze_batch_norm_2d(self.body)
         strides = self.body.feature_info.reduction()
         # Every stage is computed anyway; keep the four the pyramid is built from.
         self.levels = [strides.index(s) for s in self.LEVEL_STRIDES if s in strides]

@@ -285,3 +285,22 @@ def test_panoptic_fpn_input_errors():
         PanopticFPN(2, 2, backbone="resnet10t", anchor_sizes=(8, 16))
     with pytest.raises(ValueError, match="unknown panoptic model"):
         create_panoptic_model("panoptic_fpn_r9", 2, 2)
+
+
+def test_backbone_batchnorm_frozen_when_initialised_from_weights(tmp_path):
+    from timm.layers import FrozenBatchNormAct2d
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    from ocrformer.backbones import FPNBackbone
+
+    def frozen(trunk):
+        return any(isinstance(m, FrozenBatchNorm2d | FrozenBatchNormAct2d) for m in trunk.body.modules())
+
+    scratch = FPNBackbone("resnet10t", out_channels=16)
+    assert not frozen(scratch)  # random init: the statistics must be learned
+    weights = tmp_path / "resnet10t.pth"
+    torch.save(scratch.body.state_dict(), weights)
+    assert frozen(FPNBackbone("resnet10t", out_channels=16, checkpoint_path=weights))
+    assert not frozen(FPNBackbone("resnet10t", out_channels=16, checkpoint_path=weights, freeze_bn=False))
+    with pytest.raises(ValueError, match="strides"):
+        FPNBackbone("vit_tiny_patch16_224", out_channels=16)

@@ -91,6 +91,7 @@ class PanopticFPN(nn.Module):
         backbone: a timm model with stride-4..32 stages (``"resnet50"``, ``"resnet101"``, ``"resnet18"``...).
         ocr: put ``OCRHead`` on the summed stride-4 semantic features (``False``: the plain 1x1 classifier).
         pretrained: ask timm for ImageNet weights (needs the network); ``checkpoint_path``: a local weights file.
+        freeze_bn: frozen backbone BatchNorms; by default exactly when initialised from weights (``FPNBackbone``).
         fpn_channels: C (256 in Panoptic-FPN). semantic_channels: Cs (128).
         ocr_mid_channels, ocr_key_channels, ocr_heads, ocr_dropout, attention_backend: the ``OCRHead`` settings.
         semantic_weight: the semantic losses' weight (0.5). aux_weight: the OCR aux loss's weight inside it (0.4).
@@ -113,6 +114,7 @@ class PanopticFPN(nn.Module):
         ocr: bool = True,
         pretrained: bool = False,
         checkpoint_path: str | Path | None = None,
+        freeze_bn: bool | None = None,
         fpn_channels: int = 256,
         semantic_channels: int = 128,
         ocr_mid_channels: int = 256,
@@ -145,7 +147,13 @@ class PanopticFPN(nn.Module):
         self.score_threshold, self.overlap_threshold = score_threshold, overlap_threshold
         self.stuff_area_threshold, self.mask_threshold = stuff_area_threshold, mask_threshold
 
-        trunk = FPNBackbone(backbone, out_channels=fpn_channels, pretrained=pretrained, checkpoint_path=checkpoint_path)
+        trunk = FPNBackbone(
+            backbone,
+            out_channels=fpn_channels,
+            pretrained=pretrained,
+            checkpoint_path=checkpoint_path,
+            freeze_bn=freeze_bn,
+        )
         num_detector_classes = num_thing_classes + 1  # + background
         roi_size = 7 * 7 * fpn_channels
         self.detector = MaskRCNN(
