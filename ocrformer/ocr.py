@@ -32,6 +32,7 @@ from timm.layers import ConvNormAct
 from torch import nn
 
 from .attention import _validate_name, attend
+from .fused_eval import FUSED_EVAL_MODES, fused_eval_applies, fused_eval_forward
 
 __all__ = ["DecoderOutput", "OCRDecoder", "OCREncoder", "OCRHead"]
 
@@ -143,9 +144,11 @@ class OCRDecoder(nn.Module):
                 )
         keys = self.key_proj(region_feats)  # (B, Cr, H, W)
         pixels = self.value_proj(feats)  # (B, C, H, W)
-        region_logits = torch.einsum("kc,bchw->bkhw", self.queries, keys) + self.query_bias[:, None, None]
+        batch, _, height, width = feats.shape
+        # (K, Cr) @ (B, Cr, N) as a bmm over views: einsum would save a folded copy of the keys for backward.
+        region_logits = torch.bmm(self.queries.expand(batch, *self.queries.shape), keys.flatten(2))
+        region_logits = (region_logits + self.query_bias[:, None]).view(batch, -1, height, width)
 
-        batch = feats.shape[0]
         # (B, 1, K, Cr), shared by the batch; under autocast the keys may be bf16 while the parameter is not.
         q = self.queries.to(keys.dtype).expand(batch, 1, *self.queries.shape)
         k = rearrange(keys, "b c h w -> b 1 (h w) c")  # (B, 1, N, Cr)
@@ -242,7 +245,16 @@ class OCREncoder(nn.Module):
             context = torch.where(labelled, assigned, context)
         context = rearrange(context, "b h (y x) d -> b (h d) y x", y=height)
         context = self.out_proj(context)  # (B, C, H, W)
-        return self.dropout(self.fuse(torch.cat([context, pixels], dim=1)))
+        return self.dropout(self._fuse(context, pixels))
+
+    def _fuse(self, context: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """``fuse(cat([context, pixels]))`` without the concatenation: the 1x1 conv over the stacked channels is
+        the sum of its two halves applied to each part. Same function and gradients; in training the conv no
+        longer saves a (B, 2C, H, W) copy of its input for backward (both parts are saved already)."""
+        conv = self.fuse.conv
+        split = context.shape[1]
+        x = F.conv2d(context, conv.weight[:, :split], conv.bias) + F.conv2d(pixels, conv.weight[:, split:])
+        return self.fuse.bn(x)
 
 
 class OCRHead(nn.Module):
@@ -261,7 +273,14 @@ class OCRHead(nn.Module):
 
     ``forward(feats, region_feats=None)``: feats (B, Cin, H, W) -> ``{"logits": (B, K, H, W),
     "aux_logits": (B, K, H, W)}``, both at the resolution of ``feats``.
+
+    Inference (eval mode, no autograd recording, CPU float32/float64, no autocast or tracing) runs a fused
+    computation of the same function (``ocrformer.fused_eval``: BatchNorm folded into the convs on the fly,
+    channels-last GEMMs, the 3x3 conv by Winograd F(2x2, 3x3)); the attribute ``fused_eval`` picks
+    ``"winograd"`` (default), ``"direct"`` (oneDNN's direct 3x3 conv) or ``None`` (the modules, as in training).
     """
+
+    fused_eval: str | None = "winograd"
 
     def __init__(
         self,
@@ -308,6 +327,10 @@ class OCRHead(nn.Module):
         [0, K) = unlabelled) switch on the GT-OCR oracle, the paper's Fig. 1 upper bound -- an analysis tool,
         since it needs labels at inference: each region is the mean of its ground-truth pixels, and each
         labelled pixel takes its own class's region instead of attending over all of them."""
+        if self.fused_eval not in FUSED_EVAL_MODES:
+            raise ValueError(f"OCRHead.fused_eval must be one of {FUSED_EVAL_MODES}, got {self.fused_eval!r}")
+        if oracle_labels is None and fused_eval_applies(self, feats, region_feats):
+            return fused_eval_forward(self, feats, region_feats)
         if oracle_labels is None:
             decoded = self.decoder(feats, region_feats)
             fused = self.encoder(decoded.pixels, decoded.regions)
