@@ -533,7 +533,8 @@ def markdown(cases: list[Case], results: list[dict], floors: list[tuple[float, s
         "and `<=10%` whether that choice's median is within 10% of the fastest. `others`: cores' worth of "
         "CPU other processes used while the case was timed (-: not measurable here).",
         "",
-        "| case | mode | floor ms | " + " | ".join(f"{b} ms" for b in backends)
+        "| case | mode | floor ms | "
+        + " | ".join(f"{b} ms" for b in backends)
         + " | auto ms (ran) | sdpa / matmul | auto -> | <=10% | others |",
         "|---|---|---|" + "---|" * len(backends) + "---|---|---|---|---|",
     ]
@@ -690,9 +691,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def split_choices(
-    parser: argparse.ArgumentParser, flag: str, text: str, allowed: tuple[str, ...]
-) -> list[str]:
+def split_choices(parser: argparse.ArgumentParser, flag: str, text: str, allowed: tuple[str, ...]) -> list[str]:
     """``"a,b"`` -> ``["a", "b"]``, refusing names outside ``allowed``."""
     items = [item.strip() for item in text.split(",") if item.strip()]
     unknown = sorted(set(items) - set(allowed))
@@ -729,8 +728,10 @@ def timed_run(args: argparse.Namespace, command: str) -> tuple[dict, dict, list[
     results = [guard.run(lambda case=case: measure_case(case, args.device, args.warmup, args.repeats))
                for case in tqdm(cases, desc="attention cases", unit="case")]  # fmt: skip
     disturbed = sum(guard.disturbed(r) for r in results)
-    print(f"{disturbed}/{len(cases)} cases timed while other processes used > {guard.threshold} core "
-          f"(column 'others'); {guard.spent_s:.0f} s of the {args.quiet_budget:.0f} s quiet budget spent")
+    print(
+        f"{disturbed}/{len(cases)} cases timed while other processes used > {guard.threshold} core "
+        f"(column 'others'); {guard.spent_s:.0f} s of the {args.quiet_budget:.0f} s quiet budget spent"
+    )
     notes = {"load_average_1min": {"start": load, "end": os.getloadavg()[0]}, "disturbed_cases": disturbed,
              "quiet_budget_spent_s": round(guard.spent_s, 1)}  # fmt: skip
     return meta, rates, cases, results, notes

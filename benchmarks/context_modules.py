@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
-import json
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -69,6 +68,7 @@ from torch.overrides import TorchFunctionMode  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from benchmarks._reports import write_reports  # noqa: E402
 from ocrformer import OCRDecoder, OCREncoder, attend, attention_backend  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "outputs" / "context_modules"
@@ -796,12 +796,7 @@ def main(argv: list[str] | None = None) -> int:
         "full_size": [{"module": s.name, "key": s.key, "paper": s.paper, **counted(s, FULL_SIZE)} for s in SPECS],
         "breakdown_full": {spec.key: breakdown(spec) for spec in SPECS},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "context_modules.json").write_text(json.dumps(report, indent=2) + "\n")
-    text = markdown(report)
-    (args.out / "context_modules.md").write_text(text)
-    print(text)
-    print(f"wrote {args.out / 'context_modules.json'} and {args.out / 'context_modules.md'}")
+    write_reports(args.out, "context_modules", report, markdown(report), indent=2)
     return 0
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
-import json
 import os
 import shlex
 import sys
@@ -49,6 +48,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from benchmarks._reports import write_reports  # noqa: E402
 from benchmarks.attention_speed import (  # noqa: E402
     QuietGuard,
     machine_description,
@@ -486,12 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         "counts": {"flops": count_flops.__doc__, "bytes": byte_count.__doc__, "memory": memory_worker.__doc__},
         "cases": rows,
     }  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "head_speed.json").write_text(json.dumps(report, indent=1) + "\n")
-    text = markdown(report)
-    (args.out / "head_speed.md").write_text(text)
-    print(text)
-    print(f"reports in {args.out}")
+    write_reports(args.out, "head_speed", report, markdown(report), indent=1)
     return 0
 
 
