@@ -225,7 +225,7 @@ class CocoPanoptic(Dataset):
     def __getitem__(self, index: int) -> tuple[Any, dict[str, Any]]:
         sample = self.samples[index]
         image = read_image(sample["image"])
-        segment_map = self._read_png(sample["png"])
+        segment_map = self.segment_ids(index)
         height, width = segment_map.shape
         if tuple(image.shape[-2:]) != (height, width):
             raise ValueError(
@@ -243,8 +243,10 @@ class CocoPanoptic(Dataset):
             image, target = self.transforms(image, target)
         return image, target
 
-    def _read_png(self, path: Path) -> np.ndarray:
-        """A panoptic PNG -> int64 (H, W) segment ids (``rgb2id``)."""
+    def segment_ids(self, index: int) -> np.ndarray:
+        """Sample ``index``'s ground-truth panoptic PNG as int64 (H, W) segment ids (``rgb2id``; 0 = void), at
+        the original size (no transforms)."""
+        path = self.samples[index]["png"]
         try:
             with Image.open(path) as png:
                 mode = png.mode

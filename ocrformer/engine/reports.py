@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import torch
 
 matplotlib.use("Agg")
@@ -21,6 +22,27 @@ __all__ = [
     "plot_pq_bars",
     "results_table",
 ]
+
+
+def _save(fig, out_path: str | Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return Path(out_path)
+
+
+def _panel_grid(rows: list[list[tuple[str, np.ndarray]]], out_path: str | Path, *, cell_width: float) -> Path:
+    """One row per image of ``(title, RGB picture)`` panels, the titles over the first row, no axes."""
+    columns = len(rows[0])
+    fig, axes = plt.subplots(len(rows), columns, figsize=(cell_width * columns, 2.2 * len(rows)), squeeze=False)
+    for row, panels in enumerate(rows):
+        for ax, (name, picture) in zip(axes[row], panels, strict=True):
+            ax.imshow(picture)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(name)
+    return _save(fig, out_path)
 
 
 def results_table(results: dict[str, dict]) -> str:
@@ -47,20 +69,15 @@ def plot_miou_bars(results: dict[str, dict], out_path: str | Path, *, title: str
     ax.set_ylabel("mIoU (%)")
     ax.set_ylim(0, max(100.0, max(values) * 1.1))
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return Path(out_path)
+    return _save(fig, out_path)
 
 
 @torch.no_grad()
 def plot_examples(trainers: dict, dataset, out_path: str | Path, *, count: int = 4) -> Path:
     """A grid: per validation image, the image, its ground truth and each variant's prediction."""
-    count = min(count, len(dataset))
     palette = list(getattr(dataset, "palette", [])) or default_palette(dataset.num_classes)
-    columns = 2 + len(trainers)
-    fig, axes = plt.subplots(count, columns, figsize=(2.2 * columns, 2.2 * count), squeeze=False)
-    for row in range(count):
+    rows = []
+    for row in range(min(count, len(dataset))):
         sample = dataset[row]
         image, label = sample["image"], sample["label"]
         panels = [("image", denormalize(image)), ("ground truth", colorize(label.numpy(), palette))]
@@ -70,16 +87,8 @@ def plot_examples(trainers: dict, dataset, out_path: str | Path, *, count: int =
             extra = {"oracle_labels": label[None].to(batch.device)} if trainer.config.oracle else {}
             prediction = model(batch, **extra)["logits"].argmax(1)[0].cpu().numpy()
             panels.append((variant, colorize(prediction, palette)))
-        for ax, (name, picture) in zip(axes[row], panels, strict=True):
-            ax.imshow(picture)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(name)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return Path(out_path)
+        rows.append(panels)
+    return _panel_grid(rows, out_path, cell_width=2.2)
 
 
 def panoptic_table(results: dict[str, dict]) -> str:
@@ -114,27 +123,18 @@ def plot_pq_bars(results: dict[str, dict], out_path: str | Path, *, title: str =
     ax.set_ylim(0, 100)
     ax.legend()
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return Path(out_path)
+    return _save(fig, out_path)
 
 
 @torch.no_grad()
 def plot_panoptic_examples(trainers: dict, dataset, out_path: str | Path, *, count: int = 4) -> Path:
     """A grid: per validation image, the image, its ground-truth segments and each variant's fused result
     (category colours, one shade per segment, void black)."""
-    import numpy as np
-    from panopticapi.utils import rgb2id
-    from PIL import Image
-
-    count = min(count, len(dataset))
     colors = {c["id"]: tuple(c.get("color") or (128, 128, 128)) for c in dataset.categories}
-    columns = 2 + len(trainers)
-    fig, axes = plt.subplots(count, columns, figsize=(2.4 * columns, 2.2 * count), squeeze=False)
-    for row in range(count):
+    rows = []
+    for row in range(min(count, len(dataset))):
         image, target = dataset[row]
-        ground_truth = rgb2id(np.asarray(Image.open(dataset.gt_folder / target["file_name"]).convert("RGB")))
+        ground_truth = dataset.segment_ids(row)
         gt_colors = {s["id"]: colors[s["category_id"]] for s in target["segments_info"]}
         picture = (image.permute(1, 2, 0).clamp(0, 1) * 255).byte().numpy()
         panels = [("image", picture), ("ground truth", colorize_panoptic(ground_truth, gt_colors))]
@@ -145,13 +145,5 @@ def plot_panoptic_examples(trainers: dict, dataset, out_path: str | Path, *, cou
                 for s in result["segments_info"]
             }
             panels.append((variant, colorize_panoptic(result["panoptic_seg"].cpu().numpy(), segment_colors)))
-        for ax, (name, panel) in zip(axes[row], panels, strict=True):
-            ax.imshow(panel)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if row == 0:
-                ax.set_title(name)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return Path(out_path)
+        rows.append(panels)
+    return _panel_grid(rows, out_path, cell_width=2.4)

@@ -48,8 +48,8 @@ def panoptic_quality(
     for path, what in ((gt_folder, "gt_folder"), (pred_folder, "pred_folder")):
         if not Path(path).is_dir():
             raise FileNotFoundError(f"{what} {str(path)!r} does not exist (expected the folder of panoptic PNGs)")
+    categories = json.loads(Path(gt_json).read_text())["categories"]
     for name, thing in (("Things", True), ("Stuff", False)):
-        categories = json.loads(Path(gt_json).read_text())["categories"]
         if not any(bool(c.get("isthing")) == thing for c in categories):
             raise ValueError(f"{gt_json} has no {name.lower()} categories; PQ needs both things and stuff")
     output = io.StringIO()
