@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from ocrformer.data import write_synthetic_coco_panoptic  # noqa: E402
 from ocrformer.engine import TrainConfig, load_checkpoint, setup_distributed  # noqa: E402
+from ocrformer.engine.cli import add_run_arguments, check_run_arguments, run_settings  # noqa: E402
 from ocrformer.engine.panoptic import PanopticTrainer, build_panoptic_datasets  # noqa: E402
 from ocrformer.engine.reports import panoptic_table, plot_panoptic_examples, plot_pq_bars  # noqa: E402
 from ocrformer.models import PANOPTIC_PRESETS  # noqa: E402
@@ -79,19 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--pretrained", action="store_true", help="ImageNet backbone weights from timm (network)")
     p.add_argument("--backbone-checkpoint", help="ImageNet backbone weights from a local file")
-    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=int, default=0, help="0: evaluate at the end")
-    p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--val-images", type=int, help="evaluate on the first N validation images only")
     p.add_argument("--examples", type=int, default=4, help="validation images shown in panoptic.png")
-    p.add_argument("--resume", default="auto", help="'auto' (continue a run found in --out), a path, or 'none'")
-    p.add_argument("--eval-only", action="store_true", help="evaluate --checkpoint without training")
-    p.add_argument("--checkpoint", help="for --eval-only: a checkpoint written by this script")
     p.add_argument("--out", help="output folder (default outputs/panoptic_<synthetic|coco>[_quick])")
+    add_run_arguments(p)
     args = p.parse_args(argv)
+    check_run_arguments(p, args)
 
     defaults = REAL_DEFAULTS if args.data_root else (QUICK_DEFAULTS if args.quick else SYNTHETIC_DEFAULTS)
     for key, value in defaults.items():
@@ -103,8 +97,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
     if args.model not in PANOPTIC_PRESETS:
         p.error(f"--model must be one of {sorted(PANOPTIC_PRESETS)}, got {args.model!r}")
-    if args.eval_only and not args.checkpoint:
-        p.error("--eval-only needs --checkpoint")
     args.lr_steps = tuple(int(step) for step in args.lr_steps.split(",") if step)
     name = "coco" if args.data_root else "synthetic"
     args.out = Path(args.out or f"outputs/panoptic_{name}{'_quick' if args.quick else ''}")
@@ -129,14 +121,7 @@ def variant_config(args: argparse.Namespace, variant: str, data_root: str) -> Tr
         lr_steps=args.lr_steps,
         warmup_iters=args.warmup,
         weight_decay=args.weight_decay,
-        amp=args.amp,
-        device=args.device,
-        workers=args.workers,
-        seed=args.seed,
-        eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every,
-        output_dir=str(args.out / variant),
-        resume=None if args.resume == "none" else args.resume,
+        **run_settings(args, args.out / variant),
     )
 
 
@@ -158,21 +143,18 @@ def main(argv: list[str] | None = None) -> int:
     results, trainers = {}, {}
     for variant, config in configs.items():
         train_set, val_set = build_panoptic_datasets(config)
-        trainer = PanopticTrainer(config, train_set, val_set, context=context)
+        trainer = PanopticTrainer(config, train_set, val_set, context=context, max_eval_images=args.val_images)
         started = time.perf_counter()
         if args.eval_only:
             trainer.load_checkpoint(args.checkpoint)
             summary = {"iteration": trainer.iteration, "interrupted": False}
         else:
-            # The final evaluation below may use a subset (--val-images); no separate one inside fit().
-            trainer.val_set = None
-            summary = trainer.fit()
-            trainer.val_set = val_set
+            summary = trainer.fit()  # evaluates every --eval-every iterations and at the end
         if summary["interrupted"]:
             if context.is_main:
                 print(f"interrupted; rerun the same command to continue ({config.output_dir}/last.pth)")
             return 130
-        metrics = trainer.evaluate(max_images=args.val_images)
+        metrics = trainer.evaluate() if args.eval_only else trainer.last_evaluation
         results[variant] = {
             "model": config.model + (" + OCR" if config.model_kwargs.get("ocr", True) else ""),
             **{k: v for k, v in metrics.items() if k not in ("pq_results", "images_per_s")},

@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from ocrformer.engine import TrainConfig, Trainer, build_datasets, load_checkpoint, setup_distributed  # noqa: E402
+from ocrformer.engine.cli import add_run_arguments, check_run_arguments, run_settings  # noqa: E402
 from ocrformer.engine.reports import plot_examples, plot_miou_bars, results_table  # noqa: E402
 
 VARIANTS = ("fcn", "ocr", "gt-ocr")
@@ -59,19 +60,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ohem", action="store_true", help="OHEM on the main loss (threshold 0.7)")
     p.add_argument("--ohem-min-kept", type=int, default=100_000)
     p.add_argument("--class-weights", choices=["cityscapes"], help="class-weighted cross-entropy")
-    p.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"])
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=int, default=0, help="0: evaluate at the end")
-    p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--scales", default="1.0", help="test scales for the final evaluation, e.g. 0.5,0.75,1,1.25")
     p.add_argument("--flip", action="store_true", help="flip augmentation in the final evaluation")
-    p.add_argument("--resume", default="auto", help="'auto' (continue a run found in --out), a path, or 'none'")
-    p.add_argument("--eval-only", action="store_true", help="evaluate --checkpoint without training")
-    p.add_argument("--checkpoint", help="for --eval-only: a checkpoint written by this script")
     p.add_argument("--out", default=None, help="output folder (default outputs/semseg_<dataset>[_quick])")
+    add_run_arguments(p)
     args = p.parse_args(argv)
+    check_run_arguments(p, args)
 
     defaults = QUICK_DEFAULTS if args.quick else SYNTHETIC_DEFAULTS
     if args.dataset != "synthetic":
@@ -89,8 +83,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
     if not args.model.startswith("ocrnet_"):
         p.error(f"--model must be an OCR model name (ocrnet_*), got {args.model!r}")
-    if args.eval_only and not args.checkpoint:
-        p.error("--eval-only needs --checkpoint")
     args.out = Path(args.out or f"outputs/semseg_{args.dataset}{'_quick' if args.quick else ''}")
     return args
 
@@ -113,14 +105,7 @@ def variant_config(args: argparse.Namespace, variant: str) -> TrainConfig:
         ohem=args.ohem,
         ohem_min_kept=args.ohem_min_kept,
         class_weights=args.class_weights,
-        amp=args.amp,
-        device=args.device,
-        workers=args.workers,
-        seed=args.seed,
-        eval_every=args.eval_every,
-        checkpoint_every=args.checkpoint_every,
-        output_dir=str(args.out / variant),
-        resume=None if args.resume == "none" else args.resume,
+        **run_settings(args, args.out / variant),
     )
 
 
@@ -149,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
             if context.is_main:
                 print(f"interrupted; rerun the same command to continue ({config.output_dir}/last.pth)")
             return 130
-        metrics = trainer.evaluate(scales=scales, flip=args.flip)
+        if not args.eval_only and scales == (1.0,) and not args.flip:
+            metrics = trainer.last_evaluation  # fit() ended with exactly this evaluation
+        else:
+            metrics = trainer.evaluate(scales=scales, flip=args.flip)
         results[variant] = {
             "model": config.model + (" + GT regions" if config.oracle else ""),
             "miou": metrics["miou"],

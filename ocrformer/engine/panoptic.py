@@ -48,7 +48,17 @@ class PanopticTrainer(Trainer):
     logged_metrics = ("pq", "sq", "rq", "pq_th", "pq_st", "miou")
     metric_labels = {"pq": "PQ", "pq_th": "PQ things", "pq_st": "PQ stuff", "miou": "semantic mIoU"}
 
-    def __init__(self, config: TrainConfig, train_set: Dataset, val_set: Dataset | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_set: Dataset,
+        val_set: Dataset | None = None,
+        *,
+        max_eval_images: int | None = None,
+        **kwargs,
+    ) -> None:
+        """``max_eval_images``: evaluate on the first that many validation images only (``None``: all)."""
+        self.max_eval_images = max_eval_images
         for name in ("num_thing_classes", "num_stuff_classes"):
             if not hasattr(train_set, name):
                 raise ValueError(f"PanopticTrainer needs a panoptic dataset (CocoPanoptic); train_set has no {name}")
@@ -83,12 +93,13 @@ class PanopticTrainer(Trainer):
 
     @torch.no_grad()
     def evaluate(self, *, max_images: int | None = None, output_dir: str | None = None) -> dict:
-        """PQ of the fused predictions and mIoU of the semantic branch on ``val_set`` (its first
-        ``max_images`` images when given). Predictions are written under ``output_dir`` (default
+        """PQ of the fused predictions and mIoU of the semantic branch on ``val_set`` (its first ``max_images``
+        images; default ``max_eval_images``, else all). Predictions are written under ``output_dir`` (default
         ``<output_dir>/eval``) in the COCO panoptic format."""
         if self.val_set is None:
             raise ValueError("evaluate() needs a val_set")
         data = self.val_set
+        max_images = self.max_eval_images if max_images is None else max_images
         count = len(data) if max_images is None else min(max_images, len(data))
         loader = DataLoader(
             Subset(data, list(range(self.context.rank, count, self.context.world_size))),

@@ -84,6 +84,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, config)
         self.scaler = torch.amp.GradScaler(self.context.device.type, enabled=config.amp == "fp16")
         self.iteration = 0
+        self.last_evaluation: dict | None = None  # the latest evaluate() inside fit(), with its "iter"
         self._stop_signal: int | None = None
 
     # ------------------------------------------------------------------------------------------ set-up
@@ -353,6 +354,7 @@ class Trainer:
 
     def _evaluate_and_log(self) -> dict:
         metrics = self.evaluate()
+        self.last_evaluation = {"iter": self.iteration, **metrics}
         row = {"iter": self.iteration, **{k: metrics[k] for k in self.logged_metrics}}
         self._log(row)
         return row
