@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,8 @@ import torch
 import ocrformer
 from benchmarks import attention_speed as bench
 from ocrformer import attention
+
+from .helpers.runs import run_script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "attention_speed.py"
@@ -23,11 +23,7 @@ DECODER_SHAPE = {"bh": 1, "lq": 19, "lk": 32768, "d": 720, "dv": 512}
 def test_quick_run_writes_reports(tmp_path: Path) -> None:
     # A subprocess, as users run it: from the repository root. --quiet-budget 0: this checks the reports,
     # not the timings, so it must not wait for a busy machine to go quiet.
-    run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--quiet-budget", "0", "--out", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
+    run_script(SCRIPT, "--quick", "--quiet-budget", "0", "--out", str(tmp_path), timeout=180)
     for name in ("attention_speed.md", "attention_speed.json", "attention_speed.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     report = json.loads((tmp_path / "attention_speed.json").read_text())

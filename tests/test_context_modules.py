@@ -4,8 +4,6 @@ attention in float64, FLOP counting on meta tensors, and the quick run's reports
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,8 @@ import torch
 from benchmarks import context_modules as bench
 from benchmarks.classic_ocr import randomize_
 from ocrformer import OCRHead, attention_backend
+
+from .helpers.runs import run_script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "context_modules.py"
@@ -134,11 +134,7 @@ def test_ocr_parameters_are_ocrhead_without_classifier_and_aux_hidden_conv() -> 
 @pytest.mark.slow
 def test_quick_run_writes_reports(tmp_path: Path) -> None:
     # A subprocess, as users run it: from the repository root, without installing anything.
-    run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
+    run_script(SCRIPT, "--quick", "--out", str(tmp_path), timeout=300)
     report = json.loads((tmp_path / "context_modules.json").read_text())
     expected = {(s.key, b) for s in bench.SPECS if s.timed for b in bench.backends_for(s, "cpu")}
     assert {(row["key"], row["backend"]) for row in report["rows"]} == expected

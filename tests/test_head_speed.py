@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from benchmarks import head_speed as bench
+
+from .helpers.runs import run_script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "head_speed.py"
@@ -89,11 +89,7 @@ def test_flop_count_matches_the_formula():
 
 @pytest.mark.slow  # ~30-45 s on 2 cores: builds HRNet-width heads and forks a process per variant
 def test_quick_mode_runs_from_the_command_line(tmp_path):
-    run = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(tmp_path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout + run.stderr
+    run_script(SCRIPT, "--quick", "--out", str(tmp_path), timeout=300)
     report = json.loads((tmp_path / "head_speed.json").read_text())
     assert [(c["kind"], c["in_channels"]) for c in report["cases"]] == [("eval", 720), ("train", 720)]
     for case in report["cases"]:

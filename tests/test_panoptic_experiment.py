@@ -3,10 +3,8 @@ iterations), and experiments/panoptic_coco.py (tiny budget, eval-only, and the -
 
 import json
 import os
-import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,7 +13,8 @@ from ocrformer.data import write_synthetic_coco_panoptic
 from ocrformer.engine import TrainConfig
 from ocrformer.engine.panoptic import PanopticTrainer, build_panoptic_datasets
 
-REPO = Path(__file__).resolve().parents[1]
+from .helpers.runs import REPO, run_script, stop_after
+
 SCRIPT = REPO / "experiments" / "panoptic_coco.py"
 TINY = {"backbone": "resnet10t", "min_size": 96, "max_size": 128}
 
@@ -67,15 +66,7 @@ def test_resume_continues_exactly(coco_root, tmp_path):
 
     config = _config(coco_root, tmp_path / "resumed")
     first = PanopticTrainer(config, build_panoptic_datasets(config)[0])
-    step = first._step
-
-    def step_then_signal(*args):
-        result = step(*args)
-        if first.iteration == 1:  # the step that makes iteration 2
-            first._stop_signal = signal.SIGTERM
-        return result
-
-    first._step = step_then_signal
+    stop_after(first, 2)
     assert first.fit()["interrupted"]
     resumed_config = _config(coco_root, tmp_path / "resumed", resume="auto")
     resumed = PanopticTrainer(resumed_config, build_panoptic_datasets(resumed_config)[0])
@@ -100,10 +91,7 @@ def test_trainer_refuses_a_semantic_dataset(tmp_path):
 
 
 def run(*args, timeout=600):
-    result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True, text=True,
-                            timeout=timeout)  # fmt: skip
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return result.stdout
+    return run_script(SCRIPT, *args, timeout=timeout).stdout
 
 
 def test_experiment_tiny_budget_then_eval_only(coco_root, tmp_path):
@@ -122,9 +110,8 @@ def test_experiment_tiny_budget_then_eval_only(coco_root, tmp_path):
 
 
 def test_experiment_names_bad_arguments(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--variants", "fpn,detr", "--out", str(tmp_path)],
-                            cwd=REPO, capture_output=True, text=True)  # fmt: skip
-    assert result.returncode == 2 and "--variants: unknown ['detr']" in result.stderr
+    result = run_script(SCRIPT, "--variants", "fpn,detr", "--out", str(tmp_path), expect=2)
+    assert "--variants: unknown ['detr']" in result.stderr
 
 
 @pytest.mark.slow

@@ -1,21 +1,16 @@
 """experiments/semantic_segmentation.py end to end on the embedded synthetic data (tiny budgets)."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from .helpers.runs import REPO, run_script
+
 SCRIPT = REPO / "experiments" / "semantic_segmentation.py"
 
 
 def run(*args, timeout=600):
-    result = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=REPO, capture_output=True, text=True,
-                            timeout=timeout)  # fmt: skip
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return result.stdout
+    return run_script(SCRIPT, *args, timeout=timeout).stdout
 
 
 def test_three_variants_then_eval_only(tmp_path):
@@ -33,9 +28,8 @@ def test_three_variants_then_eval_only(tmp_path):
 
 
 def test_bad_arguments_are_named(tmp_path):
-    result = subprocess.run([sys.executable, str(SCRIPT), "--variants", "fcn,psp", "--out", str(tmp_path)],
-                            cwd=REPO, capture_output=True, text=True)  # fmt: skip
-    assert result.returncode == 2 and "--variants: unknown ['psp']" in result.stderr
+    result = run_script(SCRIPT, "--variants", "fcn,psp", "--out", str(tmp_path), expect=2)
+    assert "--variants: unknown ['psp']" in result.stderr
 
 
 @pytest.mark.slow

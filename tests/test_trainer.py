@@ -13,6 +13,7 @@ import torch
 
 from ocrformer.engine import TrainConfig, Trainer, load_checkpoint
 
+from .helpers.runs import stop_after
 from .helpers.toy import ToySegmentation, toy_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,21 +29,13 @@ def losses_by_iteration(output_dir):
     return {r["iter"]: r["loss"] for r in rows if "loss" in r}
 
 
-def test_resume_continues_exactly(tmp_path, monkeypatch):
+def test_resume_continues_exactly(tmp_path):
     straight, summary = train(toy_config(tmp_path / "straight"))
     assert summary["iteration"] == 6 and not summary["interrupted"]
 
     # The same run, stopped after 3 iterations (as SIGTERM would), then resumed from its checkpoint.
     first = Trainer(toy_config(tmp_path / "resumed"), ToySegmentation(), ToySegmentation(num_images=4, seed=9))
-    step = first._step
-
-    def step_then_signal(*args):
-        result = step(*args)
-        if first.iteration == 2:  # the step that makes iteration 3
-            first._stop_signal = signal.SIGTERM
-        return result
-
-    monkeypatch.setattr(first, "_step", step_then_signal)
+    stop_after(first, 3)
     partial = first.fit()
     assert partial["interrupted"] and partial["iteration"] == 3
     assert load_checkpoint(tmp_path / "resumed" / "last.pth")["iteration"] == 3
