@@ -64,19 +64,28 @@ def read_image(path: Path) -> torch.Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 
-def read_label(path: Path) -> torch.Tensor:
-    """A single-channel label image (8- or 16-bit grey, or palette indices) -> int64 (H, W) of raw values."""
+def read_pixels(path: Path, modes: tuple[str, ...], what: str, expected: str) -> np.ndarray:
+    """The raw pixel array of an image file whose PIL mode is one of ``modes`` (no conversion: ids must not be
+    changed by a colour conversion); ``ValueError`` naming ``what`` and the file if it cannot be decoded or has
+    another mode (``expected`` says what was wanted)."""
     try:
         with Image.open(path) as image:
             mode = image.mode
-            array = np.asarray(image) if mode in ("L", "P", "I;16", "I") else None
+            array = np.asarray(image) if mode in modes else None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"cannot read label {path}: {exc}") from exc
+        raise ValueError(f"cannot read {what} {path}: {exc}") from exc
     if array is None:
-        raise ValueError(
-            f"label {path} has PIL mode {mode!r}; expected a single-channel image of class ids "
-            "(mode 'L', 'P', 'I;16' or 'I'). Colour-coded masks must be converted to ids first."
-        )
+        raise ValueError(f"{what} {path} has PIL mode {mode!r}; expected {expected}")
+    return array
+
+
+def read_label(path: Path) -> torch.Tensor:
+    """A single-channel label image (8- or 16-bit grey, or palette indices) -> int64 (H, W) of raw values."""
+    expected = (
+        "a single-channel image of class ids (mode 'L', 'P', 'I;16' or 'I'). Colour-coded masks must be "
+        "converted to ids first."
+    )
+    array = read_pixels(path, ("L", "P", "I;16", "I"), "label", expected)
     return torch.from_numpy(array.astype(np.int64))
 
 

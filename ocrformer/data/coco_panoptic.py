@@ -45,13 +45,12 @@ from typing import Any
 import numpy as np
 import torch
 from panopticapi.utils import rgb2id
-from PIL import Image
 from pycocotools import mask as mask_utils
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from ._io import IGNORE_INDEX, read_image, require_dir, voc_palette
+from ._io import IGNORE_INDEX, read_image, read_pixels, require_dir, voc_palette
 from .transforms import RandomRescale
 
 __all__ = ["CocoPanoptic", "PanopticEvalTransform", "PanopticTrainTransform", "collate_panoptic"]
@@ -246,18 +245,8 @@ class CocoPanoptic(Dataset):
     def segment_ids(self, index: int) -> np.ndarray:
         """Sample ``index``'s ground-truth panoptic PNG as int64 (H, W) segment ids (``rgb2id``; 0 = void), at
         the original size (no transforms)."""
-        path = self.samples[index]["png"]
-        try:
-            with Image.open(path) as png:
-                mode = png.mode
-                rgb = np.asarray(png) if mode == "RGB" else None
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise ValueError(f"cannot read panoptic PNG {path}: {exc}") from exc
-        if rgb is None:
-            raise ValueError(
-                f"panoptic PNG {path} has PIL mode {mode!r}; expected an 8-bit RGB PNG whose pixels are segment "
-                "ids R + 256 G + 256^2 B"
-            )
+        expected = "an 8-bit RGB PNG whose pixels are segment ids R + 256 G + 256^2 B"
+        rgb = read_pixels(self.samples[index]["png"], ("RGB",), "panoptic PNG", expected)
         return rgb2id(rgb).astype(np.int64)
 
     def _target(self, segment_map: np.ndarray, sample: dict[str, Any]) -> dict[str, Any]:
