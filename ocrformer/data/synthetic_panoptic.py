@@ -381,13 +381,12 @@ def _paint_crowd(
                 float(np.clip(centre[1] + spread[1], extent, width - extent)),
             )
             pieces.append((piece_centre, extent, rng.uniform(-0.4, 0.4)))
-        union = np.zeros_like(owner, dtype=bool)
-        for piece_centre, extent, angle in pieces:
-            union |= _shape_mask(category_id, piece_centre, extent, angle, rows, cols)
+        masks = [_shape_mask(category_id, piece_centre, extent, angle, rows, cols)
+                 for piece_centre, extent, angle in pieces]  # fmt: skip
+        union = np.logical_or.reduce(masks)
         if union.sum() < 1.5 * MIN_VISIBLE_AREA:  # too scattered or too small to be read as one region
             continue
-        for piece_centre, extent, angle in pieces:
-            mask = _shape_mask(category_id, piece_centre, extent, angle, rows, cols)
+        for mask, (piece_centre, extent, _) in zip(masks, pieces, strict=True):
             _paint_shape(rng, image, category_id, mask, piece_centre, extent, rows, cols)
         segments.append(_Segment(category_id, 1, int(union.sum())))
         owner[union] = len(segments)
