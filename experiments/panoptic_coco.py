@@ -25,7 +25,6 @@ Interrupt with Ctrl-C: the checkpoint is written; rerun the same command to cont
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ from ocrformer.data import write_synthetic_coco_panoptic  # noqa: E402
 from ocrformer.engine import TrainConfig, load_checkpoint, setup_distributed  # noqa: E402
 from ocrformer.engine.cli import add_run_arguments, check_run_arguments, run_settings  # noqa: E402
 from ocrformer.engine.panoptic import PanopticTrainer, build_panoptic_datasets  # noqa: E402
-from ocrformer.engine.reports import panoptic_table, plot_panoptic_examples, plot_pq_bars  # noqa: E402
+from ocrformer.engine.reports import panoptic_table, plot_panoptic_examples, plot_pq_bars, save_results  # noqa: E402
 from ocrformer.models import PANOPTIC_PRESETS  # noqa: E402
 
 VARIANTS = {"fpn": False, "ocr": True}  # variant -> OCR in the semantic branch
@@ -171,12 +170,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_reports(args: argparse.Namespace, results: dict, trainers: dict) -> None:
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = panoptic_table(results)
-    print("\n" + table)
-    (args.out / "results.md").write_text(table + "\n")
-    arguments = {k: str(v) for k, v in vars(args).items()}
-    (args.out / "results.json").write_text(json.dumps({"args": arguments, "results": results}, indent=2))
+    save_results(args.out, panoptic_table(results), vars(args), results)
     plot_pq_bars(results, args.out / "pq.png", title="Panoptic-FPN with and without OCR")
     any_trainer = next(iter(trainers.values()))
     plot_panoptic_examples(trainers, any_trainer.val_set, args.out / "panoptic.png", count=args.examples)

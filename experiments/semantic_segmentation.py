@@ -21,7 +21,6 @@ the default).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from ocrformer.engine import TrainConfig, Trainer, build_datasets, load_checkpoint, setup_distributed  # noqa: E402
 from ocrformer.engine.cli import add_run_arguments, check_run_arguments, run_settings  # noqa: E402
-from ocrformer.engine.reports import plot_examples, plot_miou_bars, results_table  # noqa: E402
+from ocrformer.engine.reports import plot_examples, plot_miou_bars, results_table, save_results  # noqa: E402
 
 VARIANTS = ("fcn", "ocr", "gt-ocr")
 # The embedded default, chosen so that the three variants separate clearly within minutes on two CPU cores.
@@ -155,12 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write_reports(args: argparse.Namespace, results: dict, trainers: dict) -> None:
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = results_table(results)
-    print("\n" + table)
-    (args.out / "results.md").write_text(table + "\n")
-    (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                         "results": results}, indent=2))  # fmt: skip
+    save_results(args.out, results_table(results), vars(args), results)
     plot_miou_bars(results, args.out / "miou.png", title=f"{args.dataset}: mIoU by variant")
     any_trainer = next(iter(trainers.values()))
     plot_examples(trainers, any_trainer.val_set, args.out / "examples.png", count=4)

@@ -3,6 +3,7 @@ semantic experiment (mIoU) and the panoptic one (PQ)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -21,7 +22,18 @@ __all__ = [
     "plot_panoptic_examples",
     "plot_pq_bars",
     "results_table",
+    "save_results",
 ]
+
+
+def save_results(out_dir: Path, table: str, arguments: dict, results: dict) -> None:
+    """An experiment's outcome: the Markdown ``table`` printed and written to ``results.md``, and the run's
+    ``arguments`` (as strings) with the ``results`` in ``results.json``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print("\n" + table)
+    (out_dir / "results.md").write_text(table + "\n")
+    document = {"args": {key: str(value) for key, value in arguments.items()}, "results": results}
+    (out_dir / "results.json").write_text(json.dumps(document, indent=2))
 
 
 def _save(fig, out_path: str | Path) -> Path:
