@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from ocrformer.data import write_synthetic_coco_panoptic  # noqa: E402
-from ocrformer.engine import TrainConfig, load_checkpoint, setup_distributed  # noqa: E402
+from ocrformer.engine import DistributedContext, TrainConfig, load_checkpoint, setup_distributed, teardown_distributed  # noqa: E402
 from ocrformer.engine.cli import add_run_arguments, check_run_arguments, run_settings  # noqa: E402
 from ocrformer.engine.panoptic import PanopticTrainer, build_panoptic_datasets  # noqa: E402
 from ocrformer.engine.reports import panoptic_table, plot_panoptic_examples, plot_pq_bars, save_results  # noqa: E402
@@ -127,6 +127,13 @@ def variant_config(args: argparse.Namespace, variant: str, data_root: str) -> Tr
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     context = setup_distributed(args.device)
+    status = run(args, context)
+    teardown_distributed()  # every rank gets here, after a stop signal too (ranks agree on stopping)
+    return status
+
+
+def run(args: argparse.Namespace, context: DistributedContext) -> int:
+    """Train and/or evaluate each variant, write the reports on rank 0; returns the exit status."""
     data_root = args.data_root
     if data_root is None:
         if context.is_main:

@@ -27,7 +27,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from ocrformer.engine import TrainConfig, Trainer, build_datasets, load_checkpoint, setup_distributed  # noqa: E402
+from ocrformer.engine import (  # noqa: E402
+    DistributedContext,
+    TrainConfig,
+    Trainer,
+    build_datasets,
+    load_checkpoint,
+    setup_distributed,
+    teardown_distributed,
+)
 from ocrformer.engine.cli import add_run_arguments, check_run_arguments, run_settings  # noqa: E402
 from ocrformer.engine.reports import plot_examples, plot_miou_bars, results_table, save_results  # noqa: E402
 
@@ -111,6 +119,13 @@ def variant_config(args: argparse.Namespace, variant: str) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     context = setup_distributed(args.device)
+    status = run(args, context)
+    teardown_distributed()  # every rank gets here, after a stop signal too (ranks agree on stopping)
+    return status
+
+
+def run(args: argparse.Namespace, context: DistributedContext) -> int:
+    """Train and/or evaluate each variant, write the reports on rank 0; returns the exit status."""
     scales = tuple(float(s) for s in args.scales.split(","))
     results, trainers = {}, {}
     if args.eval_only:

@@ -61,5 +61,12 @@ def setup_distributed(device: str = "auto") -> DistributedContext:
 
 
 def teardown_distributed() -> None:
+    """Leave the process group at the end of a ``torchrun`` script (no-op in a single process).
+
+    Every rank waits for the others before destroying its group: a gloo rank that tore its group down while a
+    peer was still working (rank 0 writing checkpoints and plots) aborted at interpreter exit with "terminate
+    called without an active exception" in about 1 run in 10 (tests/test_trainer.py, 2 CPU processes).
+    """
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()

@@ -10,4 +10,5 @@ if __name__ == "__main__":
     trainer = Trainer(config, ToySegmentation(), ToySegmentation(num_images=4, seed=9, augment=False))
     summary = trainer.fit()
     print(f"rank {trainer.context.rank} of {trainer.context.world_size}: {summary}")
+    print(f"rank {trainer.context.rank} holds {type(trainer.model).__name__} after fit")
     teardown_distributed()
