@@ -12,6 +12,8 @@ keys). Which kernel is fastest differs between those two shapes, so the choice l
 Backends
     ``matmul``    explicit ``softmax(scale * q @ k^T) @ v``; the reference; any device and dtype.
     ``sdpa``      ``torch.nn.functional.scaled_dot_product_attention``.
+    ``split_keys`` ``matmul`` with the keys cut into ~2048-key chunks and both products batched over them
+                  (split-KV): for few queries over many keys, where one thin GEMM leaves the CPU idle.
     ``xformers``  ``xformers.ops.memory_efficient_attention``; CUDA only (xformers has no CPU kernels).
     ``auto``      the fastest usable backend for these inputs, looked up in the measured decision table
                   ``ocrformer/attention_table.json`` (written by ``benchmarks/attention_speed.py``).
@@ -79,6 +81,54 @@ def _matmul_run(q, k, v, scale):
     return torch.matmul(weights, v)
 
 
+# Keys per chunk of the ``split_keys`` backend: 2048 keys of up to 720 float32 channels are 5.9 MB, the
+# size that ran fastest for the decoder on the 2-core benchmark machine (1024-4096 were within noise).
+KEY_CHUNK = 2048
+
+
+def key_chunks(num_keys: int, chunk: int | None = None) -> int:
+    """How many equal chunks ``split_keys`` cuts ``num_keys`` keys into: the divisor of ``num_keys`` whose
+    chunk length is nearest to ``chunk`` (default ``KEY_CHUNK``; log scale), among chunks of ``chunk / 4``
+    to ``4 * chunk`` keys; 1 (no split) when the keys are few or no divisor gives such a chunk."""
+    chunk = KEY_CHUNK if chunk is None else chunk
+    best, best_distance = 1, math.inf
+    for count in range(1, num_keys // max(chunk // 4, 1) + 1):
+        length = num_keys / count
+        if num_keys % count or not chunk / 4 <= length <= 4 * chunk:
+            continue
+        distance = abs(math.log2(length / chunk))
+        if distance < best_distance:
+            best, best_distance = count, distance
+    return best
+
+
+def _split_keys_why_not(q, k, v, scale) -> list[str]:
+    if _needs_grad(q, k, v):
+        # Measured: in the OCR head's training step (B=2, 64x128) the chunked products' backward raised the
+        # peak by 78 MB -- copies of the key and value chunks -- and made the step 0.95x the classic head's.
+        return ["split_keys is an inference kernel: with gradients its backward copies the key and value chunks"]
+    return []
+
+
+def _split_keys_run(q, k, v, scale):
+    # Few queries over many keys (the decoder: 19-150 regions over 4k-33k pixels) make two thin GEMMs
+    # (M = Lq) that CPU BLAS runs at a fraction of its rate. Cutting the keys into n chunks turns each into
+    # a batch of n GEMMs over cache-sized pieces, parallel over the batch -- split-KV, as flash-decoding
+    # does on GPUs. The scores are small (Lq x Lk), so one softmax runs over all keys at once (no running
+    # max to merge) and the chunks' partial outputs are summed.
+    b, h, lq, d = q.shape
+    lk, dv = k.shape[2], v.shape[3]
+    n = key_chunks(lk)
+    if n == 1:  # too few keys (the encoder's K regions) or no even split: the plain products
+        return _matmul_run(q, k, v, scale)
+    keys = k.reshape(b * h, n, lk // n, d)
+    values = v.reshape(b * h, n, lk // n, dv)
+    logits = torch.matmul(q.reshape(b * h, 1, lq, d), keys.transpose(-1, -2))  # (bh, n, Lq, Lk/n)
+    weights = torch.softmax(logits.transpose(1, 2).reshape(b * h, lq, lk) * scale, dim=-1)  # small: Lq x Lk
+    out = torch.matmul(weights.view(b * h, lq, n, lk // n).transpose(1, 2), values).sum(dim=1)  # (bh, Lq, Dv)
+    return out.reshape(b, h, lq, dv)
+
+
 _SDPA_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
@@ -144,12 +194,18 @@ BACKENDS: dict[str, Backend] = {
     for b in (
         Backend("matmul", "explicit softmax(scale q k^T) v; the reference", _matmul_why_not, _matmul_run),
         Backend("sdpa", "torch.nn.functional.scaled_dot_product_attention", _sdpa_why_not, _sdpa_run),
+        Backend(
+            "split_keys",
+            "matmul with the keys cut into chunks, both products batched over them (split-KV)",
+            _split_keys_why_not,
+            _split_keys_run,
+        ),
         Backend("xformers", "xformers.ops.memory_efficient_attention (CUDA)", _xformers_why_not, _xformers_run),
     )
 }
 # Order of preference when the decision table has nothing to say about an input.
 _FALLBACK_ORDER = {"cuda": ("xformers", "sdpa", "matmul")}
-_DEFAULT_FALLBACK = ("sdpa", "matmul")
+_DEFAULT_FALLBACK = ("sdpa", "matmul")  # split_keys only where the table measured it faster
 
 
 # ------------------------------------------------------------------------------------------ validation
@@ -314,7 +370,7 @@ def attend(
         k: keys ``(B, h, Lk, D)``.
         v: values ``(B, h, Lk, Dv)``; ``Dv`` may differ from ``D``.
         scale: multiplies the logits; defaults to ``D ** -0.5``.
-        backend: ``"auto"`` (default), ``"matmul"``, ``"sdpa"`` or ``"xformers"``.
+        backend: ``"auto"`` (default), ``"matmul"``, ``"sdpa"``, ``"split_keys"`` or ``"xformers"``.
 
     Returns:
         ``(B, h, Lq, Dv)``.

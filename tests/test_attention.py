@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import ocrformer
-from ocrformer import attend, attention_backend, available_backends
-from ocrformer.attention import BACKENDS, ENV_VAR, choose_backend, unsupported_reasons
+from ocrformer import attend, attention, attention_backend, available_backends
+from ocrformer.attention import BACKENDS, ENV_VAR, choose_backend, key_chunks, unsupported_reasons
 
 from .conftest import cuda, relative_error
 
@@ -64,6 +64,51 @@ def test_backends_agree_with_matmul_in_float64(shape, backend):
         assert relative_error(grad, ref_grad) <= 1e-10
 
 
+@pytest.mark.parametrize(
+    ("num_keys", "chunks"),
+    [(1, 1), (300, 1), (2048, 1), (4096, 2), (6144, 3), (32768, 16), (100_000, 50), (7919, 1), (97 * 131, 1)],
+)
+def test_key_chunks_divide_the_keys_near_the_chunk_length(num_keys, chunks):
+    # 7919 is prime and 97 * 131 has no divisor near 2048: one chunk, i.e. plain matmul.
+    assert key_chunks(num_keys) == chunks
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_split_keys_is_matmul_when_the_keys_do_not_split(shape):
+    """At the default chunk length these shapes stay whole: split_keys runs the matmul backend itself."""
+    q, k, v = qkv(shape)
+    assert key_chunks(shape[3]) == 1
+    assert torch.equal(attend(q, k, v, backend="split_keys"), attend(q, k, v, backend="matmul"))
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 19, 300, 40, 24), (1, 2, 5, 50, 16, 16), (2, 3, 7, 96, 8, 8)], ids=str)
+def test_split_keys_agrees_with_matmul_when_it_really_splits(shape, monkeypatch):
+    """Small shapes split only with a small chunk length (the default 2048 leaves them whole)."""
+    monkeypatch.setattr(attention, "KEY_CHUNK", 8)
+    assert key_chunks(shape[3]) > 1
+    q, k, v = qkv(shape)
+    out = attend(q, k, v, backend="split_keys", scale=0.37)
+    assert relative_error(out, explicit_attention(q, k, v, 0.37)) <= 1e-12
+
+
+def test_split_keys_float32_at_a_decoder_size_matches_float64():
+    """19 queries over 8192 keys (4 chunks): float32 against the float64 reference."""
+    q, k, v = qkv((1, 1, 19, 8192, 64, 48), dtype=torch.float32)
+    assert key_chunks(8192) == 4
+    out = attend(q, k, v, backend="split_keys", scale=1.0)
+    ref = explicit_attention(*(t.double() for t in (q, k, v)), 1.0)
+    assert relative_error(out.double(), ref) <= 1e-5
+
+
+def test_split_keys_is_for_inference_only():
+    q, k, v = qkv((1, 1, 19, 8192, 64, 48), dtype=torch.float32, requires_grad=True)
+    assert "split_keys" not in available_backends(q, k, v)
+    with pytest.raises(ValueError, match="split_keys is an inference kernel"):
+        attend(q, k, v, backend="split_keys")
+    with torch.no_grad():
+        assert "split_keys" in available_backends(q, k, v)
+
+
 def test_default_scale_is_inverse_sqrt_of_key_dim():
     q, k, v = qkv(SHAPES[0])
     assert torch.equal(attend(q, k, v, backend="matmul"), attend(q, k, v, backend="matmul", scale=40**-0.5))
@@ -72,9 +117,9 @@ def test_default_scale_is_inverse_sqrt_of_key_dim():
 def test_every_backend_declares_itself():
     q, k, v = qkv(SHAPES[0], dtype=torch.float32)
     reasons = unsupported_reasons(q, k, v)
-    assert set(reasons) == set(BACKENDS) == {"matmul", "sdpa", "xformers"}
+    assert set(reasons) == set(BACKENDS) == {"matmul", "sdpa", "split_keys", "xformers"}
     assert available_backends(q, k, v) == [name for name, why in reasons.items() if not why]
-    assert {"matmul", "sdpa"} <= set(available_backends(q, k, v))
+    assert {"matmul", "sdpa", "split_keys"} <= set(available_backends(q, k, v))
     assert all(b.description for b in BACKENDS.values())
 
 
@@ -82,7 +127,8 @@ def test_every_backend_declares_itself():
 def test_forcing_xformers_on_cpu_says_why():
     q, k, v = qkv(SHAPES[0], dtype=torch.float32)
     assert "xformers" not in available_backends(q, k, v)
-    with pytest.raises(ValueError, match=r"'xformers' cannot run .*CUDA only.*Usable here: \['matmul', 'sdpa'\]"):
+    usable = r"Usable here: \['matmul', 'sdpa', 'split_keys'\]"
+    with pytest.raises(ValueError, match=r"'xformers' cannot run .*CUDA only.*" + usable):
         attend(q, k, v, backend="xformers")
 
 
@@ -93,7 +139,8 @@ def test_xformers_refuses_float64_naming_the_dtype():
 
 def test_unknown_backend_lists_the_known_ones():
     q, k, v = qkv(SHAPES[0])
-    with pytest.raises(ValueError, match=r"unknown attention backend 'flash'.*'matmul', 'sdpa', 'xformers'"):
+    known = r"'matmul', 'sdpa', 'split_keys', 'xformers'"
+    with pytest.raises(ValueError, match=r"unknown attention backend 'flash'.*" + known):
         attend(q, k, v, backend="flash")
     with pytest.raises(ValueError, match="attention_backend"):
         with attention_backend("flash"):
