@@ -32,8 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from ocrformer.data import write_synthetic_coco_panoptic  # noqa: E402
-from ocrformer.engine import DistributedContext, TrainConfig, load_checkpoint, setup_distributed, teardown_distributed  # noqa: E402
-from ocrformer.engine.cli import add_run_arguments, check_run_arguments, run_settings  # noqa: E402
+from ocrformer.engine import DistributedContext, TrainConfig, load_checkpoint  # noqa: E402
+from ocrformer.engine.cli import add_run_arguments, check_run_arguments, run_on_every_rank, run_settings  # noqa: E402
 from ocrformer.engine.panoptic import PanopticTrainer, build_panoptic_datasets  # noqa: E402
 from ocrformer.engine.reports import panoptic_table, plot_panoptic_examples, plot_pq_bars, save_results  # noqa: E402
 from ocrformer.models import PANOPTIC_PRESETS  # noqa: E402
@@ -125,11 +125,7 @@ def variant_config(args: argparse.Namespace, variant: str, data_root: str) -> Tr
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    context = setup_distributed(args.device)
-    status = run(args, context)
-    teardown_distributed()  # every rank gets here, after a stop signal too (ranks agree on stopping)
-    return status
+    return run_on_every_rank(parse_args(argv), run)
 
 
 def run(args: argparse.Namespace, context: DistributedContext) -> int:

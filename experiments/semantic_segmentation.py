@@ -33,10 +33,8 @@ from ocrformer.engine import (  # noqa: E402
     Trainer,
     build_datasets,
     load_checkpoint,
-    setup_distributed,
-    teardown_distributed,
 )
-from ocrformer.engine.cli import add_run_arguments, check_run_arguments, run_settings  # noqa: E402
+from ocrformer.engine.cli import add_run_arguments, check_run_arguments, run_on_every_rank, run_settings  # noqa: E402
 from ocrformer.engine.reports import plot_examples, plot_miou_bars, results_table, save_results  # noqa: E402
 
 VARIANTS = ("fcn", "ocr", "gt-ocr")
@@ -117,11 +115,7 @@ def variant_config(args: argparse.Namespace, variant: str) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    context = setup_distributed(args.device)
-    status = run(args, context)
-    teardown_distributed()  # every rank gets here, after a stop signal too (ranks agree on stopping)
-    return status
+    return run_on_every_rank(parse_args(argv), run)
 
 
 def run(args: argparse.Namespace, context: DistributedContext) -> int:

@@ -7,14 +7,18 @@ add_run_arguments(parser)             # --amp --device --workers --seed --eval-e
 args = parser.parse_args()
 check_run_arguments(parser, args)
 TrainConfig(..., **run_settings(args, output_dir))
+sys.exit(run_on_every_rank(args, run))  # run(args, context) -> exit status, inside torchrun's group
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["add_run_arguments", "check_run_arguments", "run_settings"]
+from .distributed import DistributedContext, setup_distributed, teardown_distributed
+
+__all__ = ["add_run_arguments", "check_run_arguments", "run_on_every_rank", "run_settings"]
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,3 +51,12 @@ def run_settings(args: argparse.Namespace, output_dir: str | Path) -> dict:
         "output_dir": str(output_dir),
         "resume": None if args.resume == "none" else args.resume,
     }
+
+
+def run_on_every_rank(args: argparse.Namespace, run: Callable[[argparse.Namespace, DistributedContext], int]) -> int:
+    """Join ``torchrun``'s process group if launched by it (``--device``), call ``run(args, context)`` and
+    leave the group; returns ``run``'s exit status. A single process just runs."""
+    context = setup_distributed(args.device)
+    status = run(args, context)
+    teardown_distributed()  # every rank gets here, after a stop signal too (ranks agree on stopping)
+    return status
