@@ -271,18 +271,27 @@ def fused_eval_forward(
     padded, pixel_rows = _conv3x3_relu(feats, decoder.value_proj, head.fused_eval)  # rows (B * N, C)
     pixel_batch = pixel_rows.view(batch, pixel_count, -1)
 
-    # Decoder keys; over the padded grid when they come from feats (no copy of the interior: the border is
-    # cropped from the logits, which are K wide instead of Cin).
-    if region_feats is None:
-        grid = (batch, *padded.shape[1:3])
+    # Decoder keys. A 1x1 key conv on feats runs over the padded grid (no copy of the interior: the border is
+    # cropped from the logits, which are K wide instead of Cin); a 3x3 one reads the padded grid as its padding.
+    pointwise = decoder.key_proj.conv.kernel_size == (1, 1)
+    keys_on_padded_grid = region_feats is None and pointwise
+    grid = (batch, *padded.shape[1:3]) if keys_on_padded_grid else (batch, height, width)
+    if keys_on_padded_grid:
         keys = _conv1x1_relu(padded.view(-1, padded.shape[-1]), grid, decoder.key_proj)
-        logits = torch.matmul(decoder.queries, keys.view(batch, grid[1] * grid[2], -1).transpose(1, 2))
-        logits = logits.view(*grid[:1], -1, *grid[1:])[:, :, 1 : height + 1, 1 : width + 1].contiguous()
-    else:
-        grid = (batch, height, width)
+    elif pointwise:
         keys = _conv1x1_relu(_as_rows(region_feats), grid, decoder.key_proj)
-        logits = torch.matmul(decoder.queries, keys.view(batch, pixel_count, -1).transpose(1, 2))
-        logits = logits.view(batch, -1, height, width)
+    else:  # 3x3: on feats, the padded buffer is its padding; separate region features are padded by the conv
+        weight, bias = fold_conv_bn(decoder.key_proj)
+        if region_feats is None:
+            source = padded[:, : height + 2, : width + 2].permute(0, 3, 1, 2)  # channels-last (B, C, H+2, W+2)
+            keys = F.conv2d(source, weight.contiguous(memory_format=torch.channels_last), bias)
+        else:
+            keys = F.conv2d(region_feats, weight, bias, padding=1)
+        keys = _as_rows(keys.relu_())
+    logits = torch.matmul(decoder.queries, keys.view(batch, grid[1] * grid[2], -1).transpose(1, 2))
+    logits = logits.view(batch, -1, *grid[1:])
+    if keys_on_padded_grid:
+        logits = logits[:, :, 1 : height + 1, 1 : width + 1].contiguous()
     region_logits = logits + decoder.query_bias[:, None, None]
 
     backend = _resolved(decoder.backend)
@@ -291,7 +300,7 @@ def fused_eval_forward(
         regions = torch.bmm(torch.softmax(logits.view(batch, -1, pixel_count), dim=-1), pixel_batch)
     else:
         del padded
-        if region_feats is None:  # the interior keys, as the attention's (B, 1, N, Cr)
+        if keys_on_padded_grid:  # the interior keys, as the attention's (B, 1, N, Dr)
             keys = keys.view(*grid, -1)[:, 1 : height + 1, 1 : width + 1].contiguous()
         q = decoder.queries.expand(batch, 1, *decoder.queries.shape)
         k = keys.view(batch, 1, pixel_count, -1)

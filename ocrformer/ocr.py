@@ -43,6 +43,12 @@ def _check_positive_int(**values: int) -> None:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def _check_dropout(**values: float) -> None:
+    for name, value in values.items():
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+
+
 def _check_feature_map(x: torch.Tensor, channels: int, name: str, expected: str) -> None:
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
@@ -74,16 +80,22 @@ class OCRDecoder(nn.Module):
         in_channels: channels ``Cin`` of the backbone features that become the pixel representations.
         num_classes: K, the number of object regions (= classes).
         mid_channels: channels ``C`` of the pixel and region representations.
-        region_in_channels: channels of the features the soft regions are predicted from, when they differ
-            from ``feats`` (the dilated-ResNet OCRNet predicts regions from the stage before the last);
+        region_in_channels: channels ``Cr`` of the features the soft regions are predicted from, when they
+            differ from ``feats`` (the dilated-ResNet OCRNet predicts regions from the stage before the last);
             defaults to ``in_channels``.
+        region_channels: width ``Dr`` of the region branch's hidden layer (the keys); defaults to ``Cr``
+            (HRNet-OCR: 720 -> 720; openseg's ResNet OCRNet: 1024 -> 512, mmsegmentation's: 1024 -> 256).
+        region_kernel_size: kernel of that layer: 1 (HRNet-OCR, mmsegmentation's HRNet) or 3 (openseg, and
+            the dilated-ResNet OCRNets of openseg and mmsegmentation).
+        region_dropout: ``Dropout2d`` on the keys before the queries read them (the dilated-ResNet OCRNets:
+            0.05 in openseg, 0.1 in mmsegmentation; none in the HRNet models). Training only.
         backend: attention backend for ``ocrformer.attend``.
 
     ``forward(feats, region_feats=None)``: feats (B, Cin, H, W), region_feats (B, Cr, H, W) -> DecoderOutput.
 
     Parameters (and the classic HRNet-OCR modules they replace):
-        key_proj    Conv1x1 + BN + ReLU          the aux head's hidden layer (``aux_head.0-2``)
-        queries     (K, Cr)                       the category queries = aux classifier weights (``aux_head.3``)
+        key_proj    ConvKxK + BN + ReLU, Cr -> Dr  the aux head's hidden layer (``aux_head.0-2``)
+        queries     (K, Dr)                       the category queries = aux classifier weights (``aux_head.3``)
         query_bias  (K,)                          per-class logit bias; shifts ``region_logits`` only: a constant
                                                   added over all pixels does not change the spatial softmax
         value_proj  Conv3x3 + BN + ReLU          the pixel representation (``conv3x3_ocr``)
@@ -96,23 +108,33 @@ class OCRDecoder(nn.Module):
         *,
         mid_channels: int = 512,
         region_in_channels: int | None = None,
+        region_channels: int | None = None,
+        region_kernel_size: int = 1,
+        region_dropout: float = 0.0,
         backend: str = "auto",
     ) -> None:
         super().__init__()
         region_in_channels = in_channels if region_in_channels is None else region_in_channels
+        region_channels = region_in_channels if region_channels is None else region_channels
         _check_positive_int(
             in_channels=in_channels,
             num_classes=num_classes,
             mid_channels=mid_channels,
             region_in_channels=region_in_channels,
+            region_channels=region_channels,
         )
+        if region_kernel_size not in (1, 3):
+            raise ValueError(f"region_kernel_size must be 1 or 3, got {region_kernel_size!r}")
+        _check_dropout(region_dropout=region_dropout)
         _validate_name(backend, "OCRDecoder(backend=...)")
         self.in_channels = in_channels
         self.region_in_channels = region_in_channels
+        self.region_channels = region_channels
         self.num_classes = num_classes
         self.backend = backend
-        self.key_proj = ConvNormAct(region_in_channels, region_in_channels, 1)
-        self.queries = nn.Parameter(torch.empty(num_classes, region_in_channels))
+        self.key_proj = ConvNormAct(region_in_channels, region_channels, region_kernel_size)
+        self.key_dropout = nn.Dropout2d(region_dropout)
+        self.queries = nn.Parameter(torch.empty(num_classes, region_channels))
         self.query_bias = nn.Parameter(torch.empty(num_classes))
         self.value_proj = ConvNormAct(in_channels, mid_channels, 3)
         self.reset_queries()
@@ -120,7 +142,7 @@ class OCRDecoder(nn.Module):
     def reset_queries(self) -> None:
         """Initialise the queries as ``nn.Conv2d`` initialises the 1x1 classifier they stand for."""
         nn.init.kaiming_uniform_(self.queries, a=math.sqrt(5))
-        bound = 1 / math.sqrt(self.region_in_channels)
+        bound = 1 / math.sqrt(self.region_channels)
         nn.init.uniform_(self.query_bias, -bound, bound)
 
     def forward(
@@ -142,16 +164,16 @@ class OCRDecoder(nn.Module):
                     f"region_feats {tuple(region_feats.shape)} must match feats {tuple(feats.shape)} "
                     "in batch size and spatial size"
                 )
-        keys = self.key_proj(region_feats)  # (B, Cr, H, W)
+        keys = self.key_dropout(self.key_proj(region_feats))  # (B, Dr, H, W)
         pixels = self.value_proj(feats)  # (B, C, H, W)
         batch, _, height, width = feats.shape
-        # (K, Cr) @ (B, Cr, N) as a bmm over views: einsum would save a folded copy of the keys for backward.
+        # (K, Dr) @ (B, Dr, N) as a bmm over views: einsum would save a folded copy of the keys for backward.
         region_logits = torch.bmm(self.queries.expand(batch, *self.queries.shape), keys.flatten(2))
         region_logits = (region_logits + self.query_bias[:, None]).view(batch, -1, height, width)
 
-        # (B, 1, K, Cr), shared by the batch; under autocast the keys may be bf16 while the parameter is not.
+        # (B, 1, K, Dr), shared by the batch; under autocast the keys may be bf16 while the parameter is not.
         q = self.queries.to(keys.dtype).expand(batch, 1, *self.queries.shape)
-        k = rearrange(keys, "b c h w -> b 1 (h w) c")  # (B, 1, N, Cr)
+        k = rearrange(keys, "b c h w -> b 1 (h w) c")  # (B, 1, N, Dr)
         v = rearrange(pixels, "b c h w -> b 1 (h w) c")  # (B, 1, N, C)
         if region_weights is None:
             # Scale 1: the classic head takes a plain spatial softmax of the region logits.
@@ -208,8 +230,7 @@ class OCREncoder(nn.Module):
                 f"key_channels ({key_channels}) must be divisible by num_heads ({num_heads}); "
                 f"try num_heads in {[h for h in range(1, key_channels + 1) if key_channels % h == 0][:8]}"
             )
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        _check_dropout(dropout=dropout)
         _validate_name(backend, "OCREncoder(backend=...)")
         self.channels = channels
         self.num_heads = num_heads
@@ -269,7 +290,8 @@ class OCRHead(nn.Module):
         dropout: ``Dropout2d`` after the fusion (0.05 in HRNet-OCR).
         backend: attention backend for both cross-attentions (``"auto"``, ``"matmul"``, ``"sdpa"``,
             ``"xformers"``).
-        region_in_channels: channels of separate features for the soft regions (see ``OCRDecoder``).
+        region_in_channels, region_channels, region_kernel_size, region_dropout: the soft-region branch (see
+            ``OCRDecoder``); the defaults are HRNet-OCR's (Conv1x1 at the input width, no dropout).
 
     ``forward(feats, region_feats=None)``: feats (B, Cin, H, W) -> ``{"logits": (B, K, H, W),
     "aux_logits": (B, K, H, W)}``, both at the resolution of ``feats``.
@@ -293,6 +315,9 @@ class OCRHead(nn.Module):
         dropout: float = 0.05,
         backend: str = "auto",
         region_in_channels: int | None = None,
+        region_channels: int | None = None,
+        region_kernel_size: int = 1,
+        region_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.decoder = OCRDecoder(
@@ -300,6 +325,9 @@ class OCRHead(nn.Module):
             num_classes,
             mid_channels=mid_channels,
             region_in_channels=region_in_channels,
+            region_channels=region_channels,
+            region_kernel_size=region_kernel_size,
+            region_dropout=region_dropout,
             backend=backend,
         )
         self.encoder = OCREncoder(

@@ -1,4 +1,5 @@
-"""convert_checkpoint: prefixes, backbone keys, missing and unknown keys, mmsegmentation layout, CLI."""
+"""convert_checkpoint: prefixes, backbone keys, missing and unknown keys, mmsegmentation layout, layout detection
+and the layout entry, refusals, CLI. (Whole released models: tests/test_golden.py, tests/test_released_layouts.py.)"""
 
 import re
 import subprocess
@@ -13,6 +14,7 @@ from ocrformer import OCRHead
 from ocrformer.convert import convert_checkpoint
 
 from .conftest import head_state_dict, relative_error
+from .helpers import released_layouts
 
 # A few keys in the layout of the HRNet backbone inside the classic segmentation model.
 HRNET_BACKBONE_KEYS = [
@@ -49,7 +51,9 @@ def test_prefixes_are_stripped_and_backbone_kept(prefix):
     feats = torch.randn(1, 10, 6, 5, dtype=torch.float64)
     with torch.no_grad():
         assert relative_error(head(feats)["logits"], classic(feats)["logits"]) <= 1e-10
-    assert all(k.startswith(("head.", "backbone.")) for k in converted)
+    assert all(k.startswith(("head.", "backbone.")) for k in converted if k != "_extra_state")
+    assert converted["_extra_state"]["layout"] == "hrnet-ocr"
+    assert converted["_extra_state"]["hrnet_fuse"] == "bilinear" and converted["_extra_state"]["align_corners"]
 
 
 def test_wrapped_checkpoint_file_dict():
@@ -63,7 +67,7 @@ def test_unknown_keys_are_reported_not_dropped_silently():
     state["model.cls_head.extra"] = torch.ones(1)
     with pytest.warns(UserWarning, match=r"2 keys are neither.*cls_head.extra, loss.criterion.weight"):
         converted = convert_checkpoint(state)
-    assert not any("criterion" in k or "extra" in k for k in converted)
+    assert not any("criterion" in k or k.endswith("cls_head.extra") for k in converted)
 
 
 def test_clean_checkpoint_converts_without_warnings():
@@ -91,10 +95,47 @@ def test_checkpoints_without_num_batches_tracked_still_load():
 
 
 def test_unknown_source_and_bad_input():
-    with pytest.raises(ValueError, match=r"source must be one of \['hrnet-ocr', 'mmseg'\]"):
+    with pytest.raises(ValueError, match=r"source must be one of \['hrnet-ocr', 'openseg', 'mmseg'\]"):
         convert_checkpoint({}, source="detectron2")
     with pytest.raises(ValueError, match="mapping"):
         convert_checkpoint([1, 2])
+
+
+def test_unrecognised_layout_says_what_each_layout_looks_like():
+    state = {"backbone.conv1.weight": torch.ones(1), "decode_head.conv_seg.weight": torch.ones(1)}
+    with pytest.raises(ValueError, match="cannot recognise the checkpoint's layout") as info:
+        convert_checkpoint(state)
+    message = str(info.value)
+    for expected in ("conv3x3_ocr.*", "HRNet_W48_OCR", "SpatialOCRNet", "decode_head.1.* OCRHead", "2 keys"):
+        assert expected in message, expected
+    with pytest.raises(ValueError, match="cannot recognise.*it is empty|cannot recognise.*nothing"):
+        convert_checkpoint({})
+
+
+def test_a_wrong_source_is_refused_naming_the_detected_one():
+    _, state = classic_checkpoint("model.")
+    with pytest.raises(ValueError, match=r"source='mmseg'.*has the 'hrnet-ocr' layout.*source='hrnet-ocr'"):
+        convert_checkpoint(state, source="mmseg")
+
+
+def openseg_head_checkpoint(**config):
+    """A tiny openseg HRNet_W48_OCR head state dict (bn_type torchbn) in its saved form."""
+    shapes = released_layouts.openseg_hrnet_w48_ocr(None, 4, c=10, mid=12, key=6)
+    network = {"model_name": "hrnet_w48_ocr", "backbone": "hrnet48", "bn_type": "torchbn", **config}
+    return {"config_dict": {"network": network}, "state_dict": released_layouts.random_state(shapes)}
+
+
+def test_openseg_variants_that_compute_something_else_are_refused():
+    assert convert_checkpoint(openseg_head_checkpoint())["_extra_state"]["layout"] == "openseg"
+    abn = openseg_head_checkpoint()  # InPlaceABNSync: BNReLU is one module (no ".0"), no num_batches_tracked
+    abn["state_dict"] = {k.replace(".1.0.", ".1.").replace(".3.0.", ".3."): v for k, v in abn["state_dict"].items()}
+    for bad in (abn, openseg_head_checkpoint(bn_type="inplace_abn")):
+        with pytest.raises(ValueError, match=r"inplace_abn.*LeakyReLU\(0.01\).*\|weight\| \+ eps"):
+            convert_checkpoint(bad)
+    with pytest.raises(ValueError, match="'hrnet_w48_ocr_b'.*variants change the head"):
+        convert_checkpoint(openseg_head_checkpoint(model_name="hrnet_w48_ocr_b"))
+    with pytest.raises(ValueError, match="output stride 16"):
+        convert_checkpoint(openseg_head_checkpoint(backbone="deepbase_resnet101_dilated16"))
 
 
 # mmsegmentation's OCRNet names, written out from its module tree (FCNHead as decode_head.0, OCRHead as
@@ -166,5 +207,13 @@ def test_command_line_round_trip(tmp_path):
     loaded = torch.load(dst, weights_only=True)
     expected = convert_checkpoint(state)
     assert loaded.keys() == expected.keys()
-    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected if k != "_extra_state")
+    assert loaded["_extra_state"] == expected["_extra_state"]
+    assert "official HRNet-OCR" in result.stdout and "create_model(<model name>, weights=" in result.stdout
     assert not (tmp_path / "converted.pth.partial").exists()
+
+    torch.save({"fc.weight": torch.ones(2)}, src)
+    result = subprocess.run(
+        [sys.executable, "-m", "ocrformer.convert", str(src), str(dst)], capture_output=True, text=True
+    )
+    assert result.returncode != 0 and f"{src}: cannot recognise the checkpoint's layout" in result.stderr

@@ -12,18 +12,24 @@ import torch.nn.functional as F
 from timm.layers import ConvNormAct
 from torch import nn
 
-from ..backbones import create_backbone
-from ..ocr import OCRHead, _check_positive_int
+from ..backbones import create_backbone, default_features
+from ..layouts import FORMAT, check_signature, get_layout, signature
+from ..ocr import OCRHead, _check_dropout, _check_positive_int
 
 __all__ = ["FCNHead", "OCRNet"]
+
+
+def _region_branch(in_channels: int, channels: int, kernel_size: int, dropout: float) -> list[nn.Module]:
+    """The soft-region branch's hidden layer: ConvKxK + BN + ReLU, then Dropout2d (identity at 0)."""
+    return [ConvNormAct(in_channels, channels, kernel_size), nn.Dropout2d(dropout)]
 
 
 class FCNHead(nn.Module):
     """The ablation baseline: the OCR head without OCR.
 
-    The same soft-region branch (Conv1x1 + BN + ReLU + Conv1x1 -> ``aux_logits``, trained with the same aux
-    loss) and the same pixel representation (Conv3x3 + BN + ReLU), classified directly after dropout: what is
-    left when the object context is taken away.
+    The same soft-region branch (ConvKxK + BN + ReLU + Dropout2d + Conv1x1 -> ``aux_logits``, trained with the
+    same aux loss) and the same pixel representation (Conv3x3 + BN + ReLU), classified directly after dropout:
+    what is left when the object context is taken away.
 
     ``forward(feats (B, Cin, h, w), region_feats=None)`` -> ``{"logits", "aux_logits"}``, (B, K, h, w) each.
     """
@@ -36,12 +42,18 @@ class FCNHead(nn.Module):
         mid_channels: int = 512,
         dropout: float = 0.05,
         region_in_channels: int | None = None,
+        region_channels: int | None = None,
+        region_kernel_size: int = 1,
+        region_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         region_in_channels = in_channels if region_in_channels is None else region_in_channels
+        region_channels = region_in_channels if region_channels is None else region_channels
         _check_positive_int(in_channels=in_channels, num_classes=num_classes, mid_channels=mid_channels)
+        _check_dropout(dropout=dropout, region_dropout=region_dropout)
         self.aux = nn.Sequential(
-            ConvNormAct(region_in_channels, region_in_channels, 1), nn.Conv2d(region_in_channels, num_classes, 1)
+            *_region_branch(region_in_channels, region_channels, region_kernel_size, region_dropout),
+            nn.Conv2d(region_channels, num_classes, 1),
         )
         self.pixels = ConvNormAct(in_channels, mid_channels, 3)
         self.dropout = nn.Dropout2d(dropout)
@@ -59,21 +71,30 @@ class OCRNet(nn.Module):
         backbone: a timm model name (``"hrnet_w48"``, ``"resnet101"``, ...); see ``ocrformer.backbones``.
         num_classes: K.
         head: ``"ocr"`` (default) or ``"fcn"`` (the baseline without OCR, same backbone and aux branch).
+        layout: whose network this is (``ocrformer.layouts``): ``"ocrformer"`` (default, for new models),
+            ``"hrnet-ocr"`` (official HRNet-OCR), ``"openseg"`` or ``"mmseg"``. It sets the defaults of
+            ``align_corners``, ``dropout`` and the ``region_*`` arguments, the HRNet fuse upsampling and the
+            dilated ResNet's stem, so that a converted checkpoint of that codebase computes its function.
         pretrained: ``False`` (default): random initialisation, nothing downloaded. ``True`` asks timm for its
             ImageNet weights (needs a network connection); ``checkpoint_path`` loads them from a local file.
-        align_corners: for every bilinear resize (HRNet branches, logits to the image size). ``True``, the
-            default, matches the HRNet-OCR checkpoints; mmsegmentation's models use ``False``.
-        mid_channels, key_channels, num_heads, dropout, backend: see ``OCRHead``.
-        backbone_kwargs: extra ``timm.create_model`` arguments (``output_stride``, ``out_indices``, ...).
+        align_corners: for every bilinear resize (HRNet fuse layers and branches, logits to the image size);
+            ``None``: the layout's (True for HRNet-OCR and openseg, False for mmsegmentation).
+        mid_channels, key_channels, num_heads, backend: see ``OCRHead``.
+        dropout, region_channels, region_kernel_size, region_dropout: see ``OCRDecoder``/``OCREncoder``;
+            ``None``: the layout's values for this backbone.
+        backbone_kwargs: extra ``timm.create_model`` arguments (``output_stride``, ``out_indices``, ...) and
+            ``features`` (how OCR reads the backbone, see ``ocrformer.backbones``).
 
     ``forward(images (B, 3, H, W), *, oracle_labels=None)`` -> ``{"logits", "aux_logits"}``, both (B, K, H, W),
-    upsampled bilinearly to the input size (inputs are zero-padded at the bottom/right to a multiple of the
-    backbone's ``size_divisor`` -- 32 for HRNet -- and the outputs cropped back). ``oracle_labels`` (B, H, W)
+    upsampled bilinearly from the output stride to the input size. Any input size works: the HRNet branches are
+    resized to exact sizes (as the upstream codebases do), nothing is padded. ``oracle_labels`` (B, H, W)
     (``ignore_index`` for void) switch on the GT-OCR oracle (see ``OCRHead.forward``): an analysis tool for the
     upper bound of OCR, which needs the labels at inference.
 
     Parameter names: ``backbone.*`` are timm's (for HRNet, the HRNet-Semantic-Segmentation names) and
     ``head.*`` are ``OCRHead``'s, so ``ocrformer.convert.convert_checkpoint`` output loads with ``strict=True``.
+    The state dict also holds ``_extra_state``: the layout and the settings that define the function (see
+    ``ocrformer.layouts``); loading a checkpoint made for another function is refused, naming both layouts.
     """
 
     def __init__(
@@ -82,13 +103,17 @@ class OCRNet(nn.Module):
         num_classes: int = 19,
         *,
         head: str = "ocr",
+        layout: str = "ocrformer",
         pretrained: bool = False,
         checkpoint_path: str | Path | None = None,
-        align_corners: bool = True,
+        align_corners: bool | None = None,
         mid_channels: int = 512,
         key_channels: int = 256,
         num_heads: int = 1,
-        dropout: float = 0.05,
+        dropout: float | None = None,
+        region_channels: int | None = None,
+        region_kernel_size: int | None = None,
+        region_dropout: float | None = None,
         backend: str = "auto",
         ignore_index: int = 255,
         backbone_kwargs: dict | None = None,
@@ -96,14 +121,31 @@ class OCRNet(nn.Module):
         super().__init__()
         if head not in ("ocr", "fcn"):
             raise ValueError(f"head must be 'ocr' or 'fcn', got {head!r}")
+        spec = get_layout(layout)
+        backbone_kwargs = dict(backbone_kwargs or {})
+        features = backbone_kwargs.pop("features", None) or default_features(backbone)
+        head_layout = spec.head(features)
+        align_corners = spec.align_corners if align_corners is None else align_corners
+        if features == "last_two":
+            backbone_kwargs = {**spec.resnet_stem, **backbone_kwargs}
         self.backbone, self.neck, info = create_backbone(
             backbone,
             pretrained=pretrained,
             checkpoint_path=checkpoint_path,
+            features=features,
             align_corners=align_corners,
-            **(backbone_kwargs or {}),
+            hrnet_fuse=spec.hrnet_fuse,
+            ceil_pool=spec.resnet_ceil_pool and features == "last_two",
+            **backbone_kwargs,
         )
-        common = {"mid_channels": mid_channels, "dropout": dropout, "region_in_channels": info.region_channels}
+        common = {
+            "mid_channels": mid_channels,
+            "dropout": head_layout.dropout if dropout is None else dropout,
+            "region_in_channels": info.region_channels,
+            "region_channels": head_layout.region_channels if region_channels is None else region_channels,
+            "region_kernel_size": head_layout.region_kernel_size if region_kernel_size is None else region_kernel_size,
+            "region_dropout": head_layout.region_dropout if region_dropout is None else region_dropout,
+        }
         if head == "ocr":
             self.head = OCRHead(
                 info.out_channels,
@@ -117,37 +159,65 @@ class OCRNet(nn.Module):
             self.head = FCNHead(info.out_channels, num_classes, **common)
         self.num_classes = num_classes
         self.stride = info.stride
-        self.size_divisor = info.size_divisor
         self.align_corners = align_corners
+        self.layout = layout
+        self.input_channels = spec.input_channels
         self.ignore_index = ignore_index
+        self._signature = signature(
+            features=features,
+            stride=info.stride,
+            align_corners=align_corners,
+            hrnet_fuse=spec.hrnet_fuse,
+            ceil_pool=spec.resnet_ceil_pool,
+            num_heads=num_heads if head == "ocr" else 1,
+            input_channels=spec.input_channels,
+        )
 
+    # ------------------------------------------------------------------------------------- layout entry
+    def get_extra_state(self) -> dict:
+        """The state dict's ``_extra_state``: the layout and the settings that define this network's function."""
+        return {"format": FORMAT, "layout": self.layout, **self._signature}
+
+    def set_extra_state(self, state: dict) -> None:
+        check_signature(state, self.get_extra_state())
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected, errors):
+        if strict and prefix + "_extra_state" not in state_dict:
+            errors.append(
+                f"the state dict has no {prefix}_extra_state entry (the layout ocrformer records): it was not "
+                "written by this ocrformer. Convert a released checkpoint with ocrformer.convert "
+                "(python -m ocrformer.convert IN OUT), or load a partial state dict with strict=False"
+            )
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected, errors)
+
+    # ---------------------------------------------------------------------------------------------- forward
     def forward(self, images: torch.Tensor, *, oracle_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        out = self.logits_at_stride(images, oracle_labels=oracle_labels)
         size = images.shape[-2:]
-        images = self._pad_to_divisor(images)
-        feats, region_feats = self.neck(self.backbone(images))
-        if oracle_labels is None:
-            out = self.head(feats, region_feats)
-        else:
-            if not isinstance(self.head, OCRHead):
-                raise ValueError("oracle_labels (GT-OCR) need head='ocr'; the FCN head has no regions to replace")
-            labels = self._pad_to_divisor(oracle_labels, value=self.ignore_index)
-            out = self.head(feats, region_feats, oracle_labels=self._labels_at(labels, feats))
-        padded = images.shape[-2:]
         return {
-            name: F.interpolate(logits, size=padded, mode="bilinear", align_corners=self.align_corners)[
-                ..., : size[0], : size[1]
-            ]
+            name: F.interpolate(logits, size=size, mode="bilinear", align_corners=self.align_corners)
             for name, logits in out.items()
         }
 
-    def _pad_to_divisor(self, x: torch.Tensor, value: float = 0.0) -> torch.Tensor:
-        """Pad the bottom/right of (B, [C,] H, W) up to a multiple of the backbone's size divisor (the outputs
-        are cropped back to the input size)."""
-        div = self.size_divisor
-        pad_h, pad_w = -x.shape[-2] % div, -x.shape[-1] % div
-        return F.pad(x, (0, pad_w, 0, pad_h), value=value) if pad_h or pad_w else x
+    def logits_at_stride(
+        self, images: torch.Tensor, *, oracle_labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``{"logits", "aux_logits"}`` at the output stride s: (B, K, h, w) with h, w the size of the backbone's
+        stride-s features (``ceil(H / s)`` for HRNet) -- what the upstream networks return before their
+        inference resizes to the image."""
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        feats, region_feats = self.neck(self.backbone(images))
+        if oracle_labels is None:
+            return self.head(feats, region_feats)
+        if not isinstance(self.head, OCRHead):
+            raise ValueError("oracle_labels (GT-OCR) need head='ocr'; the FCN head has no regions to replace")
+        if oracle_labels.shape != (images.shape[0], *images.shape[-2:]):
+            raise ValueError(
+                f"oracle_labels must be (B, H, W) = {(images.shape[0], *images.shape[-2:])} like the images, "
+                f"got {tuple(oracle_labels.shape)}"
+            )
+        return self.head(feats, region_feats, oracle_labels=self._labels_at(oracle_labels, feats))
 
     def _labels_at(self, labels: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         """labels (B, H, W) -> (B, h, w) at feature resolution (nearest); ignore -> -1 (unlabelled)."""

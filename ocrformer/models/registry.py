@@ -2,16 +2,22 @@
 
 Names are ``{head}_{backbone}``: head ``ocrnet`` (OCR) or ``fcn`` (the baseline without OCR), backbone one of
 the entries below. Each entry fixes the timm model and its settings; keyword arguments to ``create_model``
-override them (any ``OCRNet`` argument).
+override them (any ``OCRNet`` argument, ``layout`` included). ``weights=`` builds the model a checkpoint was
+made for and loads it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
 
 from .ocrnet import OCRNet
 from .panoptic_fpn import PanopticFPN
 from .panoptic_fusion import scaled_stuff_area
 
-__all__ = ["PANOPTIC_PRESETS", "create_model", "create_panoptic_model", "list_models"]
+__all__ = ["PANOPTIC_PRESETS", "create_model", "create_panoptic_model", "list_models", "read_weights"]
 
 # backbone entry -> OCRNet keyword arguments
 _BACKBONES: dict[str, dict] = {
@@ -19,7 +25,9 @@ _BACKBONES: dict[str, dict] = {
     "hrnet_w32": {"backbone": "hrnet_w32"},
     "hrnet_w18": {"backbone": "hrnet_w18"},
     "hrnet_w18_small": {"backbone": "hrnet_w18_small"},
-    # Dilated ResNets (output stride 8): OCR on layer4, the soft regions from layer3.
+    "hrnet_w18_small_v2": {"backbone": "hrnet_w18_small_v2"},
+    # Dilated ResNets (output stride 8): OCR on layer4, the soft regions from layer3. The stem depends on the
+    # layout (timm's 7x7 stem for ocrformer's own models, the 3x3 deep stems of openseg and mmsegmentation).
     "resnet101_d8": {"backbone": "resnet101", "backbone_kwargs": {"output_stride": 8}},
     "resnet50_d8": {"backbone": "resnet50", "backbone_kwargs": {"output_stride": 8}},
     # Small enough for the tests and the CPU demo: ResNet-10-T's stem and first stage (stride 4, 64 channels,
@@ -27,7 +35,7 @@ _BACKBONES: dict[str, dict] = {
     # narrow OCR widths.
     "tiny": {
         "backbone": "resnet10t",
-        "backbone_kwargs": {"out_indices": (1,), "layout": "last"},
+        "backbone_kwargs": {"out_indices": (1,), "features": "last"},
         "mid_channels": 32,
         "key_channels": 16,
     },
@@ -40,13 +48,86 @@ def list_models() -> list[str]:
     return [f"{head}_{backbone}" for head in _HEADS for backbone in _BACKBONES]
 
 
-def create_model(name: str, num_classes: int, **overrides) -> OCRNet:
-    """Build a registered model with random weights (``pretrained=False``) unless told otherwise."""
-    head, _, backbone = name.partition("_")
+def create_model(
+    name: str,
+    num_classes: int | None = None,
+    *,
+    weights: Mapping | str | Path | None = None,
+    **overrides,
+) -> OCRNet:
+    """Build a registered model with random weights (``pretrained=False``) unless told otherwise.
+
+    Args:
+        name: a registered name (``list_models()``).
+        num_classes: K; may be left out when ``weights`` are given (read from the classifier's shape).
+        weights: an ocrformer state dict -- converted by ``ocrformer.convert`` or written by ocrformer -- or
+            a path to one (a training checkpoint's ``"model"`` is taken). The model is built for the layout the
+            weights record (``ocrformer.layouts``) with the head widths their shapes give, and loaded strictly.
+        **overrides: any ``OCRNet`` argument.
+    """
+    head, _, backbone = name.partition("_") if isinstance(name, str) else ("", "", "")
     if head not in _HEADS or backbone not in _BACKBONES:
         raise ValueError(f"unknown model {name!r}; known: {list_models()}")
-    kwargs = {**_BACKBONES[backbone], "head": _HEADS[head], **overrides}
-    return OCRNet(num_classes=num_classes, **kwargs)
+    kwargs = {**_BACKBONES[backbone], "head": _HEADS[head]}
+    state = None
+    if weights is not None:
+        state = read_weights(weights)
+        kwargs.update(_settings_from_weights(state, _HEADS[head]))
+        num_classes = _classes_from_weights(state, num_classes)
+    if num_classes is None:
+        raise ValueError(f"create_model({name!r}): num_classes is needed when no weights are given")
+    model = OCRNet(num_classes=num_classes, **{**kwargs, **overrides})
+    if state is not None:
+        model.load_state_dict(state, strict=True)
+    return model
+
+
+def read_weights(weights: Mapping | str | Path) -> dict[str, torch.Tensor]:
+    """An ocrformer state dict from a mapping or a file: a converted checkpoint, a ``state_dict()``, or a
+    training checkpoint (its ``"model"``)."""
+    if isinstance(weights, (str, Path)):
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(weights, Mapping):
+        raise ValueError(f"weights must be a state dict (a mapping of names to tensors), got {type(weights).__name__}")
+    if isinstance(weights.get("model"), Mapping) and "_extra_state" in weights["model"]:
+        weights = weights["model"]  # a training checkpoint
+    if "_extra_state" not in weights:
+        raise ValueError(
+            "these weights have no _extra_state entry (the layout ocrformer records), so it cannot tell which "
+            "network they belong to: convert a released checkpoint first (python -m ocrformer.convert IN OUT, or "
+            "ocrformer.convert.convert_checkpoint)"
+        )
+    return dict(weights)
+
+
+def _settings_from_weights(state: Mapping, head: str) -> dict:
+    """OCRNet arguments that the weights fix: the layout and encoder heads (from the layout entry), the
+    alignment, and the head widths (from the shapes)."""
+    entry = state["_extra_state"]
+    settings = {"layout": entry["layout"], "align_corners": entry["align_corners"]}
+    shape = {k.removeprefix("head."): tuple(v.shape) for k, v in state.items() if k.startswith("head.")}
+    if head == "ocr" and "decoder.queries" in shape and "encoder.query_proj.0.conv.weight" in shape:
+        settings.update(
+            num_heads=entry["num_heads"],
+            mid_channels=shape["classifier.weight"][1],
+            key_channels=shape["encoder.query_proj.0.conv.weight"][0],
+            region_channels=shape["decoder.queries"][1],
+        )
+    elif head == "fcn" and "aux.2.weight" in shape:
+        settings.update(mid_channels=shape["classifier.weight"][1], region_channels=shape["aux.2.weight"][1])
+    return settings
+
+
+def _classes_from_weights(state: Mapping, num_classes: int | None) -> int | None:
+    weight = state.get("head.classifier.weight")
+    if weight is None:
+        return num_classes
+    if num_classes is not None and num_classes != weight.shape[0]:
+        raise ValueError(f"num_classes={num_classes}, but the weights classify {weight.shape[0]} classes")
+    return weight.shape[0]
 
 
 # Panoptic-FPN presets -> PanopticFPN keyword arguments (``ocr`` is chosen separately).

@@ -3,16 +3,18 @@ what the OCR head reads.
 
 Shape legend: B batch, Cin channels of the head input, H/s x W/s the feature map at the backbone's stride s.
 
-Layouts:
+How OCR reads the backbone (``features``):
     ``"hrnet"``     HRNetV2: the four branch outputs (strides 4, 8, 16, 32) upsampled to stride 4 and
                     concatenated (720 channels for W48) -- the HRNet-OCR input. The regions are predicted from
-                    the same features.
+                    the same features. The fuse layers upsample as the segmentation codebases do
+                    (``ocrformer.backbones.hrnet``), not as timm's classification HRNet does.
     ``"last_two"``  dilated ResNet (``output_stride=8``): OCR on the last stage, the soft regions from the
                     stage before, as in the ResNet-101 OCRNet.
     ``"last"``      any other timm model: the deepest feature map for both.
 
 The timm model is used as it is, so its parameter names are timm's: for HRNet they are the
 names of the HRNet-Semantic-Segmentation code, and released HRNet-OCR backbones load without renaming.
+Every size of input works: nothing is padded (exact-size resizing wherever branches meet).
 """
 
 from __future__ import annotations
@@ -25,10 +27,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["BackboneInfo", "FPNBackbone", "FeatureAdapter", "create_backbone"]
+from .hrnet import use_segmentation_fuse
+
+__all__ = ["FEATURES", "BackboneInfo", "FPNBackbone", "FeatureAdapter", "create_backbone", "default_features"]
+
+FEATURES = ("hrnet", "last_two", "last")
 
 
-def _default_layout(name: str) -> str:
+def default_features(name: str) -> str:
+    """How OCR reads the timm model ``name`` (see the module docstring), from its name."""
     if name.startswith("hrnet"):
         return "hrnet"
     if name.startswith(("resnet", "resnext", "seresnet", "wide_resnet")):
@@ -39,36 +46,36 @@ def _default_layout(name: str) -> str:
 class FeatureAdapter(nn.Module):
     """Parameter-free: a list of feature maps -> ``(feats (B, Cin, h, w), region_feats (B, Cr, h, w) | None)``."""
 
-    def __init__(self, layout: str, *, align_corners: bool = True) -> None:
+    def __init__(self, features: str, *, align_corners: bool = True) -> None:
         super().__init__()
-        if layout not in ("hrnet", "last_two", "last"):
-            raise ValueError(f"layout must be 'hrnet', 'last_two' or 'last', got {layout!r}")
-        self.layout = layout
+        if features not in FEATURES:
+            raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+        self.features = features
         self.align_corners = align_corners
 
     def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.layout == "hrnet":
+        if self.features == "hrnet":
             size = features[0].shape[-2:]
             upsampled = [features[0]] + [
                 F.interpolate(f, size=size, mode="bilinear", align_corners=self.align_corners) for f in features[1:]
             ]
             return torch.cat(upsampled, dim=1), None
-        if self.layout == "last_two":
+        if self.features == "last_two":
             return features[-1], features[-2]
         return features[-1], None
 
     def extra_repr(self) -> str:
-        return f"layout={self.layout!r}, align_corners={self.align_corners}"
+        return f"features={self.features!r}, align_corners={self.align_corners}"
 
 
 def _timm_features(
-    name: str, layout: str, *, pretrained: bool, checkpoint_path: str | Path | None, **kwargs
+    name: str, features: str, *, pretrained: bool, checkpoint_path: str | Path | None, **kwargs
 ) -> nn.Module:
-    if layout == "hrnet":
+    if features == "hrnet":
         # Raw branch outputs (no classification "incre" blocks), the four branches only (not the stem).
         kwargs.setdefault("feature_location", "")
         kwargs.setdefault("out_indices", (1, 2, 3, 4))
-    elif layout == "last_two":
+    elif features == "last_two":
         kwargs.setdefault("output_stride", 8)
         kwargs.setdefault("out_indices", (-2, -1))
     else:
@@ -89,14 +96,13 @@ def _create_features_only(name: str, *, pretrained: bool, checkpoint_path: str |
 
 @dataclass(frozen=True)
 class BackboneInfo:
-    """What the model needs to know: channels of ``feats`` and ``region_feats`` (``None``: same as feats), the
-    output stride, and the divisor the input size must have (timm's HRNet fuses branches with fixed 2x
-    upsampling, so its input must be a multiple of 32; strided convs accept any size)."""
+    """What the model needs to know: how OCR reads the features, channels of ``feats`` and ``region_feats``
+    (``None``: same as feats), and the output stride."""
 
+    features: str
     out_channels: int
     region_channels: int | None
     stride: int
-    size_divisor: int
 
 
 def create_backbone(
@@ -104,8 +110,10 @@ def create_backbone(
     *,
     pretrained: bool = False,
     checkpoint_path: str | Path | None = None,
-    layout: str | None = None,
+    features: str | None = None,
     align_corners: bool = True,
+    hrnet_fuse: str = "bilinear",
+    ceil_pool: bool = False,
     **timm_kwargs,
 ) -> tuple[nn.Module, FeatureAdapter, BackboneInfo]:
     """A timm model as a feature extractor for OCR: ``(body, adapter, info)``.
@@ -118,24 +126,34 @@ def create_backbone(
         pretrained: ``False`` (default) builds randomly initialised weights -- nothing is downloaded. ``True``
             asks timm for its released weights, which needs a network connection.
         checkpoint_path: a local weights file (timm/ImageNet layout) to initialise from; no network needed.
-        layout: ``"hrnet"``, ``"last_two"`` or ``"last"`` (see the module docstring); chosen from the name when
-            ``None``.
-        align_corners: for the HRNet branch upsampling (``True`` in HRNet-OCR).
+        features: ``"hrnet"``, ``"last_two"`` or ``"last"`` (see the module docstring); chosen from the name
+            when ``None``.
+        align_corners: for the HRNet fuse and concatenation upsampling (``True`` in HRNet-OCR).
+        hrnet_fuse: how HRNet's fuse layers upsample: ``"bilinear"`` (HRNet-OCR, openseg) or
+            ``"bilinear-twice"`` (mmsegmentation); see ``ocrformer.backbones.hrnet``.
+        ceil_pool: give the ResNet stem's max-pool ``ceil_mode=True`` (openseg's deep-base ResNets: one more
+            row/column of features wherever the stem output has an even size).
         **timm_kwargs: passed to ``timm.create_model`` (e.g. ``output_stride``, ``out_indices``).
     """
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('_')[0]}*")[:10]
         raise ValueError(f"backbone {name!r} is not a timm model; similar names: {close}")
-    layout = _default_layout(name) if layout is None else layout
-    adapter = FeatureAdapter(layout, align_corners=align_corners)
-    body = _timm_features(name, layout, pretrained=pretrained, checkpoint_path=checkpoint_path, **timm_kwargs)
+    features = default_features(name) if features is None else features
+    adapter = FeatureAdapter(features, align_corners=align_corners)
+    body = _timm_features(name, features, pretrained=pretrained, checkpoint_path=checkpoint_path, **timm_kwargs)
+    if features == "hrnet":
+        use_segmentation_fuse(body, hrnet_fuse, align_corners)
+    if ceil_pool:
+        if not isinstance(getattr(body, "maxpool", None), nn.MaxPool2d):
+            raise ValueError(f"ceil_pool=True needs a stem max-pool (body.maxpool); {name!r} has none")
+        body.maxpool.ceil_mode = True
     channels = body.feature_info.channels()
     strides = body.feature_info.reduction()
     info = BackboneInfo(
-        out_channels=sum(channels) if layout == "hrnet" else channels[-1],
-        region_channels=channels[-2] if layout == "last_two" else None,
-        stride=strides[0] if layout == "hrnet" else strides[-1],
-        size_divisor=max(strides) if layout == "hrnet" else 1,
+        features=features,
+        out_channels=sum(channels) if features == "hrnet" else channels[-1],
+        region_channels=channels[-2] if features == "last_two" else None,
+        stride=strides[0] if features == "hrnet" else strides[-1],
     )
     return body, adapter, info
 
