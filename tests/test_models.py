@@ -127,3 +127,52 @@ def test_oracle_through_the_model_and_its_errors():
 def test_bad_images_are_named():
     with pytest.raises(ValueError, match=r"images must be \(B, 3, H, W\)"):
         create_model("fcn_tiny", 3)(torch.randn(2, 1, 16, 16))
+
+
+# ---------------------------------------------------------------------- the changed backbones: export, SyncBN
+def hrnet_model(layout: str) -> OCRNet:
+    torch.manual_seed(0)
+    return create_model("ocrnet_hrnet_w18_small_v2", 5, layout=layout, mid_channels=16, key_channels=8).eval()
+
+
+@pytest.mark.parametrize("layout", ["hrnet-ocr", "mmseg"])
+def test_exact_size_hrnet_exports_to_torch_export_and_onnx(layout, tmp_path):
+    """The segmentation fuse (exact-size resizes; mmseg's double resize) traces at an odd size; ONNX Runtime
+    gives the eager outputs."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    model, images = hrnet_model(layout), torch.randn(1, 3, 58, 90)
+    with torch.no_grad():
+        expected = model(images)["logits"]
+    program = torch.export.export(model, (images,))
+    assert relative_error(program.module()(images)["logits"], expected) <= 1e-5
+    path = tmp_path / "ocrnet.onnx"
+    torch.onnx.export(model, (images,), path, dynamo=True, input_names=["images"], output_names=["logits", "aux"])
+    (logits, _) = ort.InferenceSession(str(path)).run(None, {"images": images.numpy()})
+    assert relative_error(torch.from_numpy(logits), expected) <= 1e-5
+
+
+@pytest.mark.slow
+def test_exact_size_hrnet_compiles():
+    model, images = hrnet_model("mmseg"), torch.randn(1, 3, 58, 90)
+    with torch.no_grad():
+        compiled = torch.compile(model, backend="aot_eager")  # dynamo + AOT autograd; inductor takes ~60 s here
+        assert relative_error(compiled(images)["logits"], model(images)["logits"]) <= 1e-5
+
+
+def test_sync_batchnorm_conversion_keeps_the_segmentation_fuse():
+    """timm's convert_sync_batchnorm (what the trainer runs on GPUs) swaps only the norms: the fuse modules, their
+    exact-size upsampling and the function (eval mode) stay."""
+    from timm.layers import convert_sync_batchnorm
+
+    from ocrformer.backbones.hrnet import FuseUpsample, SegmentationFuseModule
+
+    model, images = hrnet_model("mmseg"), torch.randn(1, 3, 45, 61)
+    with torch.no_grad():
+        expected = model(images)["logits"]
+    converted = convert_sync_batchnorm(model).eval()
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in converted.modules())
+    assert sum(isinstance(m, SegmentationFuseModule) for m in converted.modules()) == 6  # W18-S-v2: 1 + 3 + 2
+    assert all(m.mode == "bilinear-twice" for m in converted.modules() if isinstance(m, FuseUpsample))
+    with torch.no_grad():
+        assert relative_error(converted(images)["logits"], expected) <= 1e-6

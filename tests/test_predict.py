@@ -1,15 +1,17 @@
-"""python -m ocrformer.predict: masks and overlays from a training checkpoint or a plain state dict."""
+"""python -m ocrformer.predict: masks and overlays from a training checkpoint, a state dict or a released checkpoint."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from ocrformer.convert import convert_checkpoint
 from ocrformer.engine import Trainer
 from ocrformer.models import create_model
 from ocrformer.predict import main
 from ocrformer.visualize import colorize, default_palette, overlay
 
+from .helpers import released_layouts
 from .helpers.toy import ToySegmentation, toy_config
 
 
@@ -42,10 +44,35 @@ def test_predict_from_a_training_checkpoint(trained, image_file, tmp_path, capsy
 def test_predict_from_a_plain_state_dict_with_flip_and_scales(image_file, tmp_path):
     torch.save(create_model("fcn_tiny", 4).state_dict(), tmp_path / "plain.pth")
     args = ["--model", "fcn_tiny", "--checkpoint", str(tmp_path / "plain.pth"), "--out", str(tmp_path / "o")]
-    with pytest.raises(SystemExit, match="--num-classes"):
-        main([*args, str(image_file)])
-    main([*args, "--num-classes", "4", "--flip", "--scales", "0.75,1.0", "--window", "32,32", str(image_file)])
+    with pytest.raises(SystemExit, match="num_classes=5, but the weights classify 4 classes"):
+        main([*args, "--num-classes", "5", str(image_file)])
+    main([*args, "--flip", "--scales", "0.75,1.0", "--window", "32,32", str(image_file)])  # 4 classes, read
     assert (tmp_path / "o" / "street_mask.png").is_file()
+    with pytest.raises(SystemExit, match="does not fit --model ocrnet_tiny"):
+        main(["--model", "ocrnet_tiny", *args[2:], str(image_file)])
+
+
+def test_predict_converts_a_released_checkpoint_and_feeds_its_channel_order(image_file, tmp_path):
+    """An openseg checkpoint is detected, converted, built as openseg's network and fed BGR images: the labels
+    are those of the converted model run by hand on the BGR-normalised image."""
+    shapes = released_layouts.openseg_hrnet_w48_ocr(released_layouts.HRNET_W18_SMALL_V2, 3, c=270, mid=16, key=8)
+    torch.save({"state_dict": released_layouts.random_state(shapes, seed=3)}, tmp_path / "openseg.pth")
+    main(["--model", "ocrnet_hrnet_w18_small_v2", "--checkpoint", str(tmp_path / "openseg.pth"),
+          "--out", str(tmp_path / "o"), str(image_file)])  # fmt: skip
+    labels = np.asarray(Image.open(tmp_path / "o" / "street_labels.png"))
+
+    model = create_model("ocrnet_hrnet_w18_small_v2", weights=convert_checkpoint(torch.load(tmp_path / "openseg.pth")))
+    rgb = torch.from_numpy(np.array(Image.open(image_file).convert("RGB"))).permute(2, 0, 1).float() / 255
+    mean, std = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1), torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    with torch.no_grad():
+        bgr_labels = model.eval()(((rgb.flip(0) - mean) / std)[None])["logits"].argmax(1)[0].numpy()
+        rgb_labels = model(((rgb - mean) / std)[None])["logits"].argmax(1)[0].numpy()
+    assert np.array_equal(labels, bgr_labels) and not np.array_equal(labels, rgb_labels)
+
+    torch.save({"fc.weight": torch.ones(3)}, tmp_path / "other.pth")
+    with pytest.raises(SystemExit, match="neither an ocrformer checkpoint nor a released OCRNet checkpoint"):
+        main(["--model", "ocrnet_tiny", "--checkpoint", str(tmp_path / "other.pth"), "--out", str(tmp_path),
+              str(image_file)])  # fmt: skip
 
 
 def test_missing_image_is_named(trained, tmp_path):

@@ -187,14 +187,17 @@ def openseg_spatial_ocrnet(
 
 
 def random_state(shapes: Shapes, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Tensors of these shapes: BN variances in [0.5, 1.5], counters as int64, the rest N(0, 0.1^2)."""
+    """Tensors of these shapes that make a well-conditioned random network: conv weights N(0, 1/fan_in), BN
+    weights U(0.5, 1.5), biases and running means N(0, 0.1^2), running variances U(0.5, 1.5), int64 counters."""
     generator = torch.Generator().manual_seed(seed)
     state = {}
     for key, shape in shapes.items():
         if key.endswith("num_batches_tracked"):
             state[key] = torch.tensor(7, dtype=torch.long)
-        elif key.endswith("running_var"):
+        elif key.endswith("running_var") or (key.endswith("weight") and len(shape) == 1):
             state[key] = 0.5 + torch.rand(shape, generator=generator)
+        elif key.endswith("weight") and len(shape) == 4:
+            state[key] = torch.randn(shape, generator=generator) / (shape[1] * shape[2] * shape[3]) ** 0.5
         else:
             state[key] = 0.1 * torch.randn(shape, generator=generator)
     return state
