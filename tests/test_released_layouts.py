@@ -14,7 +14,7 @@ import torch
 from ocrformer import create_model
 
 from .helpers import released_layouts as layouts
-from .test_golden import convert_quietly, load_fixture
+from .helpers.golden import FixtureMissing, convert_quietly, load_fixture
 
 
 def test_generated_layouts_are_the_upstream_key_sets():
@@ -28,7 +28,10 @@ def test_generated_layouts_are_the_upstream_key_sets():
         "openseg_resnet_ocr_head": layouts.openseg_spatial_ocrnet(19, False, (128, 256), region=64, mid=64, key=32),
     }
     for name, shapes in generated.items():
-        checkpoint, _, _ = load_fixture(name)
+        try:
+            checkpoint, _, _ = load_fixture(name)
+        except FixtureMissing as missing:
+            pytest.skip(str(missing))
         saved = layouts.shapes_of(checkpoint.get("state_dict", checkpoint))
         assert saved.keys() == shapes.keys(), f"{name}: {sorted(saved.keys() ^ shapes.keys())[:8]}"
         wrong = [k for k in saved if saved[k] != shapes[k]]
