@@ -12,7 +12,7 @@ The variants are timed round-robin (the first one rotating) after a warm-up roun
 repeats. The report also gives how far the nearest variant's logits are from the bilinear one's (relative L2):
 the function a released checkpoint loses with the wrong fuse.
 
-Run from the repository root:  python benchmarks/hrnet_fuse_speed.py [--size 512,1024] [--repeats 5] [--quick]
+Run from the repository root:  python benchmarks/hrnet_fuse_speed.py [--size 512,1024] [--repeats 7] [--quick]
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="ocrnet_hrnet_w48")
     parser.add_argument("--size", default="512,1024", help="image H,W")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="ocrnet_hrnet_w18_small_v2 at 128x256, 2 repeats")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
