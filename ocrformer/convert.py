@@ -235,6 +235,21 @@ def _refuse_inplace_abn(keys: set[str], names: _HeadNames) -> None:
         )
 
 
+def _refuse_inplace_abn_backbone(src: Mapping[str, torch.Tensor]) -> None:
+    """openseg's ``hrnet_backbone.py`` hard-codes the backbone's BatchNorm type whatever ``network.bn_type`` says:
+    ``inplace_abn`` in some versions (``InPlaceABNSync(activation="none")``: scale ``|weight| + eps``, and no
+    ``num_batches_tracked`` buffer), ``torchsyncbn`` in others. A backbone whose norms lack that buffer is the
+    former."""
+    norms = [k.removesuffix(".running_var") for k in src if k.startswith("backbone.") and k.endswith(".running_var")]
+    if norms and not any(f"{norm}.num_batches_tracked" in src for norm in norms):
+        raise ValueError(
+            f"this openseg checkpoint's backbone norms have no num_batches_tracked (e.g. {norms[0]}): they are "
+            "InPlaceABNSync layers (openseg's hrnet_backbone.py hard-codes bn_type 'inplace_abn' in some "
+            "versions), which scale by |weight| + eps -- another function than BatchNorm; ocrformer does not "
+            "convert them"
+        )
+
+
 def _check_openseg_config(checkpoint: Mapping) -> None:
     """openseg files carry their configuration: refuse what converts to another function than openseg's."""
     config = checkpoint.get("config_dict") if isinstance(checkpoint, Mapping) else None
@@ -284,9 +299,10 @@ def convert_checkpoint(state_dict: Mapping[str, torch.Tensor], source: str | Non
             f"({LAYOUTS[detected].description}); pass source={detected!r} or leave source out"
         )
     source = detected
+    src = {_strip_prefixes(k): v for k, v in _unwrap(state_dict).items()}
     if source == "openseg":
         _check_openseg_config(state_dict)
-    src = {_strip_prefixes(k): v for k, v in _unwrap(state_dict).items()}
+        _refuse_inplace_abn_backbone(src)
     names = _HEADS[source, family]
     out, used = _convert_head(src, names, source)
     out.update(_convert_backbone(src, used, source, family))

@@ -132,6 +132,13 @@ def test_openseg_variants_that_compute_something_else_are_refused():
     for bad in (abn, openseg_head_checkpoint(bn_type="inplace_abn")):
         with pytest.raises(ValueError, match=r"inplace_abn.*LeakyReLU\(0.01\).*\|weight\| \+ eps"):
             convert_checkpoint(bad)
+    backbone = openseg_head_checkpoint()  # openseg's HRNet backbone hard-codes InPlaceABNSync in some versions
+    norm = ("weight", "bias", "running_mean", "running_var")
+    backbone["state_dict"] |= {f"backbone.bn1.{k}": torch.ones(3) for k in norm}
+    with pytest.raises(ValueError, match="backbone norms have no num_batches_tracked.*InPlaceABNSync"):
+        convert_checkpoint(backbone)
+    backbone["state_dict"]["backbone.bn1.num_batches_tracked"] = torch.tensor(1)
+    assert "backbone.bn1.weight" in convert_checkpoint(backbone)
     with pytest.raises(ValueError, match="'hrnet_w48_ocr_b'.*variants change the head"):
         convert_checkpoint(openseg_head_checkpoint(model_name="hrnet_w48_ocr_b"))
     with pytest.raises(ValueError, match="output stride 16"):
