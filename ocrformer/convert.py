@@ -203,70 +203,61 @@ def detect_source(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, str]:
     reads the backbone (``"hrnet"`` or ``"last_two"`` for a dilated ResNet).
 
     Raises:
-        ValueError: no known layout (the message says what each looks like), or a known codebase's variant
-            that ocrformer does not build (openseg's InPlaceABN checkpoints).
+        ValueError: no known layout; the message says what each layout looks like.
     """
-    state = {_strip_prefixes(k): v for k, v in _unwrap(state_dict).items()}
-    keys = set(state)
+    return _detect({_strip_prefixes(k): v for k, v in _unwrap(state_dict).items()})
+
+
+def _detect(state: Mapping[str, torch.Tensor]) -> tuple[str, str]:
+    """``detect_source`` on a state dict whose wrapper prefixes are stripped."""
     for (source, family), marker in _MARKERS.items():
-        if marker in keys:
-            if source == "openseg":
-                _refuse_inplace_abn(keys, _HEADS[source, family])
-            return source, family if family is not None else _mmseg_family(keys, state)
-    for family in ("hrnet", "last_two"):  # openseg with InPlaceABNSync: BNReLU is one module, no ".0"
-        pixel_bn = _HEADS["openseg", family].pixels[1].removesuffix(".0")
-        if f"{pixel_bn}.weight" in keys:
-            _refuse_inplace_abn(keys, _HEADS["openseg", family])
-    sample = ", ".join(sorted(keys)[:6]) if keys else "nothing"
+        if marker in state:
+            return source, family if family is not None else _mmseg_family(set(state), state)
+    sample = ", ".join(sorted(state)[:6]) if state else "nothing"
     raise ValueError(
-        f"cannot recognise the checkpoint's layout: expected one of {_EXPECTED}; it has {len(keys)} keys, "
+        f"cannot recognise the checkpoint's layout: expected one of {_EXPECTED}; it has {len(state)} keys, "
         f"e.g. {sample}"
     )
 
 
-def _refuse_inplace_abn(keys: set[str], names: _HeadNames) -> None:
-    pixel_bn = names.pixels[1].removesuffix(".0")
-    if f"{pixel_bn}.weight" in keys and f"{names.pixels[1]}.weight" not in keys:
-        raise ValueError(
-            "this is an openseg checkpoint trained with bn_type 'inplace_abn' (keys like "
-            f"{pixel_bn}.weight without {names.pixels[1]}.*): its InPlaceABNSync layers compute LeakyReLU(0.01) "
-            "and scale by |weight| + eps, a different function from BatchNorm + ReLU, which ocrformer does not "
-            "build. Checkpoints trained with bn_type 'torchbn' or 'torchsyncbn' convert."
-        )
+_INPLACE_ABN = (
+    "InPlaceABNSync layers compute LeakyReLU(0.01) and scale by |weight| + eps: another function than "
+    "BatchNorm + ReLU, which ocrformer does not build (openseg checkpoints trained with bn_type 'torchbn' or "
+    "'torchsyncbn' convert)"
+)
 
 
-def _refuse_inplace_abn_backbone(src: Mapping[str, torch.Tensor]) -> None:
-    """openseg's ``hrnet_backbone.py`` hard-codes the backbone's BatchNorm type whatever ``network.bn_type`` says:
-    ``inplace_abn`` in some versions (``InPlaceABNSync(activation="none")``: scale ``|weight| + eps``, and no
-    ``num_batches_tracked`` buffer), ``torchsyncbn`` in others. A backbone whose norms lack that buffer is the
-    former."""
+def _check_openseg(checkpoint: Mapping, src: Mapping[str, torch.Tensor], names: _HeadNames) -> None:
+    """Refuse openseg files that would convert to another function than the network ocrformer builds:
+    ``bn_type "inplace_abn"`` heads (``BNReLU`` is one ``InPlaceABNSync``: keys ``X.1.weight``, not ``X.1.0.*``),
+    InPlaceABN backbones (``hrnet_backbone.py`` hard-codes the backbone's norm type whatever ``bn_type`` says:
+    ``inplace_abn`` in some versions -- no ``num_batches_tracked`` buffers -- ``torchsyncbn`` in others), model
+    variants and output stride 16 (named by the file's ``config_dict``)."""
+    pixel_bn = names.pixels[1]  # "conv3x3.1.0": BatchNorm inside BNReLU
+    config = checkpoint.get("config_dict")
+    network = config.get("network", {}) if isinstance(config, Mapping) else {}
+    if network.get("bn_type") == "inplace_abn" or (
+        f"{pixel_bn.removesuffix('.0')}.weight" in src and f"{pixel_bn}.weight" not in src
+    ):
+        raise ValueError(f"this openseg checkpoint was trained with bn_type 'inplace_abn': its {_INPLACE_ABN}")
     norms = [k.removesuffix(".running_var") for k in src if k.startswith("backbone.") and k.endswith(".running_var")]
     if norms and not any(f"{norm}.num_batches_tracked" in src for norm in norms):
         raise ValueError(
             f"this openseg checkpoint's backbone norms have no num_batches_tracked (e.g. {norms[0]}): they are "
-            "InPlaceABNSync layers (openseg's hrnet_backbone.py hard-codes bn_type 'inplace_abn' in some "
-            "versions), which scale by |weight| + eps -- another function than BatchNorm; ocrformer does not "
-            "convert them"
+            f"InPlaceABNSync layers (openseg's hrnet_backbone.py hard-codes bn_type 'inplace_abn' in some "
+            f"versions); {_INPLACE_ABN}"
         )
-
-
-def _check_openseg_config(checkpoint: Mapping) -> None:
-    """openseg files carry their configuration: refuse what converts to another function than openseg's."""
-    config = checkpoint.get("config_dict") if isinstance(checkpoint, Mapping) else None
-    network = config.get("network", {}) if isinstance(config, Mapping) else {}
-    bn_type, backbone, model = network.get("bn_type"), network.get("backbone", ""), network.get("model_name")
-    if bn_type == "inplace_abn":
-        _refuse_inplace_abn({"conv3x3.1.weight"}, _HEADS["openseg", "hrnet"])
+    model = network.get("model_name")
     if model is not None and model not in ("hrnet_w48_ocr", "spatial_ocrnet"):
         raise ValueError(
             f"openseg model {model!r}: ocrformer converts 'hrnet_w48_ocr' (HRNet_W48_OCR) and 'spatial_ocrnet' "
             "(SpatialOCRNet); the variants change the head"
         )
-    dilation = re.search(r"dilated(\d+)", backbone)
+    dilation = re.search(r"dilated(\d+)", network.get("backbone", ""))
     if dilation and dilation.group(1) != "8":
         raise ValueError(
-            f"openseg backbone {backbone!r} has output stride {dilation.group(1)}; ocrformer's dilated ResNets "
-            "have output stride 8 (dilated8)"
+            f"openseg backbone {network['backbone']!r} has output stride {dilation.group(1)}; ocrformer's dilated "
+            "ResNets have output stride 8 (dilated8)"
         )
 
 
@@ -281,8 +272,9 @@ def convert_checkpoint(state_dict: Mapping[str, torch.Tensor], source: str | Non
         ``{"head.<OCRHead key>": tensor, ..., "backbone.<timm key>": tensor, ..., "_extra_state": layout entry}``.
 
     Raises:
-        ValueError: an unknown or wrong ``source``, an unrecognised layout, or head keys missing from the
-            checkpoint (all of them are named).
+        ValueError: an unknown or wrong ``source``, an unrecognised layout, an openseg file of another function
+            (InPlaceABN, a model variant, output stride 16), or head keys missing from the checkpoint (all of
+            them are named).
 
     Warns:
         UserWarning naming every key that is neither head nor backbone (e.g. a loss's class weights); those
@@ -292,18 +284,17 @@ def convert_checkpoint(state_dict: Mapping[str, torch.Tensor], source: str | Non
         raise ValueError(f"source must be one of {list(SOURCES)}, got {source!r}")
     if not isinstance(state_dict, Mapping):
         raise ValueError(f"state_dict must be a mapping of names to tensors, got {type(state_dict).__name__}")
-    detected, family = detect_source(state_dict)
+    src = {_strip_prefixes(k): v for k, v in _unwrap(state_dict).items()}
+    detected, family = _detect(src)
     if source is not None and source != detected:
         raise ValueError(
             f"convert_checkpoint(source={source!r}): this checkpoint has the {detected!r} layout "
             f"({LAYOUTS[detected].description}); pass source={detected!r} or leave source out"
         )
     source = detected
-    src = {_strip_prefixes(k): v for k, v in _unwrap(state_dict).items()}
-    if source == "openseg":
-        _check_openseg_config(state_dict)
-        _refuse_inplace_abn_backbone(src)
     names = _HEADS[source, family]
+    if source == "openseg":
+        _check_openseg(state_dict, src, names)
     out, used = _convert_head(src, names, source)
     out.update(_convert_backbone(src, used, source, family))
     out["_extra_state"] = layout_signature(LAYOUTS[source], family, stride=4 if family == "hrnet" else 8)

@@ -75,6 +75,11 @@ def test_predict_converts_a_released_checkpoint_and_feeds_its_channel_order(imag
               str(image_file)])  # fmt: skip
 
 
+def test_a_training_checkpoint_builds_its_model(trained):
+    model = create_model("ocrnet_tiny", weights=trained)  # classes and widths from the file
+    assert model.num_classes == ToySegmentation.num_classes and model.layout == "ocrformer"
+
+
 def test_missing_image_is_named(trained, tmp_path):
     with pytest.raises(SystemExit, match="not found: .*nope.png"):
         main(["--model", "ocrnet_tiny", "--checkpoint", str(trained), "--out", str(tmp_path), "nope.png"])

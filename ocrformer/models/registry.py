@@ -8,6 +8,7 @@ made for and loads it.
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -89,7 +90,12 @@ def read_weights(weights: Mapping | str | Path) -> dict[str, torch.Tensor]:
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
-        weights = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            weights = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:  # a training checkpoint: it holds RNG states, read by the trainer's reader
+            from ..engine.checkpoint import load_checkpoint  # here: the engine imports this module
+
+            weights = load_checkpoint(path)
     if not isinstance(weights, Mapping):
         raise ValueError(f"weights must be a state dict (a mapping of names to tensors), got {type(weights).__name__}")
     if isinstance(weights.get("model"), Mapping) and "_extra_state" in weights["model"]:
