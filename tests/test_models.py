@@ -65,6 +65,9 @@ def test_hrnet_takes_any_size_without_padding(size):
     assert native.shape[-2:] == tuple(-(-n // 4) for n in size)
     assert out.shape == (1, 3, *size)
     assert relative_error(padded, out) > 1e-3  # padding would change the function
+    with torch.no_grad():  # the GT-OCR oracle at the same odd size
+        oracle = model(images, oracle_labels=torch.randint(0, 3, (1, *size)))["logits"]
+    assert oracle.shape == (1, 3, *size) and not torch.allclose(oracle, out)
 
 
 def test_backbone_errors_and_local_checkpoint(tmp_path):

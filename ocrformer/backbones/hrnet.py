@@ -27,7 +27,10 @@ branch's grid and the function. Exact-size resizing needs no padding.
 differs) and the parameter-free ``nn.Upsample`` at the end of each upsampling fuse path becomes a
 ``FuseUpsample`` that is told the target size. Everything else -- stem, transitions, blocks, the strided 3x3
 convs that bring higher-resolution branches down -- is timm's and computes what both codebases compute
-(checked bit for bit against the golden fixtures' backbone outputs).
+(checked bit for bit against the golden fixtures' backbone outputs). Two differences that do not change the
+function: the official code feeds a transition of an existing branch ``y_list[i]`` where timm feeds it
+``y_list[-1]``, but those transitions are identities in every HRNet config (equal widths); BatchNorm momentum
+is 0.1 in all of them.
 """
 
 from __future__ import annotations
