@@ -223,6 +223,10 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         raise ValueError(
             f"attend: q and k must have the same last dim D; got q {tuple(q.shape)} and k {tuple(k.shape)}"
         )
+    if q.shape[-1] == 0:
+        raise ValueError(
+            f"attend: q and k must have a head dim D >= 1, got D = 0 (q {tuple(q.shape)}, k {tuple(k.shape)})"
+        )
     if k.shape[2] != v.shape[2]:
         raise ValueError(
             f"attend: k and v must have the same length Lk (dim 2); got k {tuple(k.shape)} and v {tuple(v.shape)}"
@@ -275,7 +279,7 @@ def attention_backend(name: str) -> Iterator[None]:
 
 
 def _validate_name(name: str, where: str) -> None:
-    if name != "auto" and name not in BACKENDS:
+    if not isinstance(name, str) or (name != "auto" and name not in BACKENDS):
         raise ValueError(f"{where}: unknown attention backend {name!r}; expected one of {['auto', *BACKENDS]}")
 
 
@@ -376,12 +380,15 @@ def attend(
         ``(B, h, Lq, Dv)``.
 
     Raises:
-        ValueError: shapes/dtypes/devices that do not fit, an unknown backend, or a forced backend that
-            cannot run these inputs (the message lists why).
+        ValueError: shapes/dtypes/devices that do not fit (a head dim D = 0 or no keys included), a
+            non-finite ``scale``, an unknown backend, or a forced backend that cannot run these inputs (the
+            message lists why).
     """
     _validate_name(backend, "attend(backend=...)")
     _check_inputs(q, k, v)
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
+    if not math.isfinite(scale):
+        raise ValueError(f"attend: scale must be a finite number, got {scale}")
     name = backend if backend != "auto" else _forced_backend()
     if name == "auto":
         name = _choose(q, k, v, scale)

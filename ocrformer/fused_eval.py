@@ -257,11 +257,13 @@ def fused_eval_forward(
     # The modules' own input checks, so errors read the same on both paths.
     from .ocr import _check_feature_map  # noqa: PLC0415 - ocr imports this module
 
-    _check_feature_map(feats, decoder.in_channels, "feats", "in_channels")
+    _check_feature_map(feats, decoder.in_channels, "feats", "in_channels", decoder.queries.dtype)
     batch, _, height, width = feats.shape
     pixel_count = height * width
     if region_feats is not None:
-        _check_feature_map(region_feats, decoder.region_in_channels, "region_feats", "region_in_channels")
+        _check_feature_map(
+            region_feats, decoder.region_in_channels, "region_feats", "region_in_channels", decoder.queries.dtype
+        )
         if region_feats.shape[0] != batch or region_feats.shape[2:] != feats.shape[2:]:
             raise ValueError(
                 f"region_feats {tuple(region_feats.shape)} must match feats {tuple(feats.shape)} "

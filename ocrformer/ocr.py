@@ -49,7 +49,12 @@ def _check_dropout(**values: float) -> None:
             raise ValueError(f"{name} must be in [0, 1), got {value!r}")
 
 
-def _check_feature_map(x: torch.Tensor, channels: int, name: str, expected: str) -> None:
+def _check_feature_map(
+    x: torch.Tensor, channels: int, name: str, expected: str, dtype: torch.dtype | None = None
+) -> None:
+    """A (B, ``channels``, H, W) floating-point tensor with B, H, W >= 1, of ``dtype`` (the module's, when given).
+
+    Shape and dtype only (no pass over the data): it runs at every forward."""
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"{name} must be a 4-D tensor (B, {expected}, H, W), got {shape}")
@@ -58,6 +63,35 @@ def _check_feature_map(x: torch.Tensor, channels: int, name: str, expected: str)
             f"{name} has {x.shape[1]} channels but the module was built with {expected}={channels} "
             f"(shape {tuple(x.shape)})"
         )
+    _check_non_empty(x, name)
+    _check_input_dtype(x, name, dtype, "module")
+
+
+def _describe(x: object) -> object:
+    """A tensor's shape, or the type name of anything else (for error messages)."""
+    return tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def _check_non_empty(x: torch.Tensor, name: str) -> None:
+    """B, H and W of a (B, C, H, W) input at least 1 (an empty batch or image has nothing to attend over)."""
+    if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{name} must be non-empty, got {tuple(x.shape)} (B, C, H, W); expected B, H and W >= 1")
+
+
+def _check_input_dtype(x: torch.Tensor, name: str, dtype: torch.dtype | None, owner: str) -> None:
+    """``x`` floating point and, when ``dtype`` is given, of that dtype -- except under autocast, which casts."""
+    if x.is_floating_point() and (dtype is None or x.dtype == dtype or _autocast_enabled(x.device.type)):
+        return
+    of_dtype = "" if dtype is None else f" of the {owner}'s dtype {dtype}"
+    hint = "" if x.is_floating_point() or owner != "model" else " (convert with .float() and normalise first)"
+    raise ValueError(f"{name} must be a floating-point tensor{of_dtype}, got {x.dtype}{hint}")
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except RuntimeError:  # a device type without autocast
+        return False
 
 
 class DecoderOutput(NamedTuple):
@@ -92,6 +126,8 @@ class OCRDecoder(nn.Module):
         backend: attention backend for ``ocrformer.attend``.
 
     ``forward(feats, region_feats=None)``: feats (B, Cin, H, W), region_feats (B, Cr, H, W) -> DecoderOutput.
+    Inputs are floating point in the module's dtype (any floating dtype under autocast) with B, H, W >= 1;
+    anything else is refused with a ``ValueError`` naming the argument.
 
     Parameters (and the classic HRNet-OCR modules they replace):
         key_proj    ConvKxK + BN + ReLU, Cr -> Dr  the aux head's hidden layer (``aux_head.0-2``)
@@ -154,16 +190,22 @@ class OCRDecoder(nn.Module):
     ) -> DecoderOutput:
         """``region_weights`` (B, K, N), each row summing to 1 over the pixels (or 0 for an empty region),
         replaces the attention weights -- the GT-OCR oracle passes ground-truth regions this way."""
-        _check_feature_map(feats, self.in_channels, "feats", "in_channels")
+        _check_feature_map(feats, self.in_channels, "feats", "in_channels", self.queries.dtype)
         if region_feats is None:
             region_feats = feats
         else:
-            _check_feature_map(region_feats, self.region_in_channels, "region_feats", "region_in_channels")
+            _check_feature_map(
+                region_feats, self.region_in_channels, "region_feats", "region_in_channels", self.queries.dtype
+            )
             if region_feats.shape[0] != feats.shape[0] or region_feats.shape[2:] != feats.shape[2:]:
                 raise ValueError(
                     f"region_feats {tuple(region_feats.shape)} must match feats {tuple(feats.shape)} "
                     "in batch size and spatial size"
                 )
+        if region_weights is not None:
+            expected = (feats.shape[0], self.num_classes, feats.shape[2] * feats.shape[3])
+            if not isinstance(region_weights, torch.Tensor) or region_weights.shape != expected:
+                raise ValueError(f"region_weights must be (B, K, N) = {expected}, got {_describe(region_weights)}")
         keys = self.key_dropout(self.key_proj(region_feats))  # (B, Dr, H, W)
         pixels = self.value_proj(feats)  # (B, C, H, W)
         batch, _, height, width = feats.shape
@@ -200,7 +242,8 @@ class OCREncoder(nn.Module):
         dropout: ``Dropout2d`` probability after the fusion (0.05 in HRNet-OCR).
         backend: attention backend for ``ocrformer.attend``.
 
-    ``forward(pixels, regions)``: pixels (B, C, H, W), regions (B, K, C) -> (B, out_channels, H, W).
+    ``forward(pixels, regions)``: pixels (B, C, H, W), regions (B, K, C) -> (B, out_channels, H, W); pixels in
+    the module's dtype and regions in the pixels' (any floating dtype under autocast), B, H, W, K >= 1.
 
     Parameters (and the classic ``ocr_distri_head`` modules they replace):
         query_proj  2 x (Conv1x1 + BN + ReLU) on pixels   ``f_pixel``
@@ -247,12 +290,12 @@ class OCREncoder(nn.Module):
     ) -> torch.Tensor:
         """``assignment`` (B, N, K): for the GT-OCR oracle, a one-hot row makes that pixel take the value of
         its own ground-truth region instead of attending; all-zero rows (unlabelled pixels) attend as usual."""
-        _check_feature_map(pixels, self.channels, "pixels", "channels")
-        if regions.dim() != 3 or regions.shape[0] != pixels.shape[0] or regions.shape[2] != self.channels:
-            raise ValueError(
-                f"regions must be (B, K, channels) = ({pixels.shape[0]}, K, {self.channels}), "
-                f"got {tuple(regions.shape)}"
-            )
+        _check_feature_map(pixels, self.channels, "pixels", "channels", self.fuse.conv.weight.dtype)
+        _check_regions(regions, pixels, self.channels)
+        if assignment is not None:
+            expected = (pixels.shape[0], pixels.shape[2] * pixels.shape[3], regions.shape[1])
+            if not isinstance(assignment, torch.Tensor) or assignment.shape != expected:
+                raise ValueError(f"assignment must be (B, N, K) = {expected}, got {_describe(assignment)}")
         height = pixels.shape[2]
         # The region projections are 1x1 convs (as in the classic head), run on regions laid out (B, C, K, 1).
         region_map = rearrange(regions, "b k c -> b c k 1")
@@ -278,6 +321,19 @@ class OCREncoder(nn.Module):
         return self.fuse.bn(x)
 
 
+def _check_regions(regions: torch.Tensor, pixels: torch.Tensor, channels: int) -> None:
+    """``regions`` (B, K, channels) with K >= 1, in ``pixels``' dtype (unless autocast casts)."""
+    expected = f"(B, K, channels) = ({pixels.shape[0]}, K, {channels})"
+    if not isinstance(regions, torch.Tensor):
+        raise ValueError(f"regions must be a {expected} tensor, got {type(regions).__name__}")
+    if regions.dim() != 3 or regions.shape[0] != pixels.shape[0] or regions.shape[2] != channels:
+        raise ValueError(f"regions must be {expected}, got {tuple(regions.shape)}")
+    if regions.shape[1] == 0:
+        raise ValueError(f"regions must hold at least one region (K >= 1), got {tuple(regions.shape)}")
+    if regions.dtype != pixels.dtype and not (regions.is_floating_point() and _autocast_enabled(pixels.device.type)):
+        raise ValueError(f"regions must have pixels' dtype {pixels.dtype}, got {regions.dtype}")
+
+
 class OCRHead(nn.Module):
     """The OCR segmentation head: ``OCRDecoder`` -> ``OCREncoder`` -> 1x1 classifier.
 
@@ -294,7 +350,8 @@ class OCRHead(nn.Module):
             ``OCRDecoder``); the defaults are HRNet-OCR's (Conv1x1 at the input width, no dropout).
 
     ``forward(feats, region_feats=None)``: feats (B, Cin, H, W) -> ``{"logits": (B, K, H, W),
-    "aux_logits": (B, K, H, W)}``, both at the resolution of ``feats``.
+    "aux_logits": (B, K, H, W)}``, both at the resolution of ``feats``. ``feats`` must be floating point in the
+    head's dtype (any floating dtype under autocast) with B, H, W >= 1.
 
     Inference (eval mode, no autograd recording, CPU float32/float64, no autocast or tracing) runs a fused
     computation of the same function (``ocrformer.fused_eval``: BatchNorm folded into the convs on the fly,
@@ -363,6 +420,8 @@ class OCRHead(nn.Module):
             decoded = self.decoder(feats, region_feats)
             fused = self.encoder(decoded.pixels, decoded.regions)
         else:
+            if not isinstance(feats, torch.Tensor) or feats.dim() != 4:  # the rest is checked by the decoder
+                _check_feature_map(feats, self.decoder.in_channels, "feats", "in_channels")
             one_hot = self._ground_truth_regions(oracle_labels, feats)  # (B, K, N)
             weights = one_hot / one_hot.sum(dim=-1, keepdim=True).clamp_min(1.0)  # L1-normalised: means
             decoded = self.decoder(feats, region_feats, region_weights=weights)
@@ -371,6 +430,7 @@ class OCRHead(nn.Module):
 
     def _ground_truth_regions(self, labels: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         """labels (B, H, W) -> one-hot (B, K, H*W) in feats' dtype; out-of-range labels give all-zero columns."""
+        _check_label_tensor(labels, "oracle_labels")
         if labels.shape != (feats.shape[0], *feats.shape[2:]):
             raise ValueError(
                 f"oracle_labels must be (B, H, W) = {(feats.shape[0], *feats.shape[2:])} like feats, "
@@ -381,3 +441,11 @@ class OCRHead(nn.Module):
         valid = (labels >= 0) & (labels < num_classes)
         one_hot = F.one_hot(labels.where(valid, 0), num_classes) * valid[..., None]  # (B, N, K)
         return one_hot.transpose(1, 2).to(feats.dtype)
+
+
+def _check_label_tensor(labels: torch.Tensor, name: str) -> None:
+    """An integer tensor of class ids (a float would be truncated silently, a bool read as classes 0/1)."""
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"{name} must be a tensor of integer class ids, got {type(labels).__name__}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"{name} must hold integer class ids, got dtype {labels.dtype}")

@@ -25,10 +25,12 @@ instance, as in torchvision's and detectron2's Mask R-CNN training (which otherw
 they were one object). Boxes come from the segment's pixels through pycocotools' RLE ``toBbox`` (x2 = x + w),
 not from the JSON's ``bbox``, so they agree with the masks by construction.
 
-Checks: the layout, every listed image and PNG file, the categories of every segment and the image ids run at
-construction (cheap: one ``is_file`` per file); the pixel checks (the PNG's ids against ``segments_info``, equal
-sizes) run in ``__getitem__``, where the pixels are read anyway. Every error names the file (and the segment or
-category id) and what was expected.
+Checks: the layout, every listed image and PNG file, the categories (``id`` int, ``name`` string, ``isthing``
+0/1 or false/true, ``color`` three ints in [0, 255]), the segments (``id`` int, a known ``category_id``, ``iscrowd``
+0/1 or false/true) and the image ids (listed once; ``height``/``width`` positive ints) run at construction (cheap:
+one ``is_file`` per file); the pixel checks (the PNG's ids against ``segments_info``, equal sizes) run in
+``__getitem__``, where the pixels are read anyway. Every error names the file (and the segment or category id) and
+what was expected.
 
 Transforms ``(image, target) -> (image, target)`` work on the tv_tensors jointly (``torchvision.transforms.v2``
 moves boxes, instance masks and ``sem_seg`` with the image and passes the other entries through), see
@@ -38,7 +40,7 @@ moves boxes, instance masks and ``sem_seg`` with the image and passes the other 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +115,7 @@ class CocoPanoptic(Dataset):
         self.stuff_colors = [colour[i] for i in stuff]
         self._contiguous = {i: (True, k) for k, i in enumerate(things)} | {i: (False, k) for k, i in enumerate(stuff)}
 
-        images = {image["id"]: image for image in document["images"]}
+        images = self._check_images(document["images"])
         self.samples = [self._check_annotation(annotation, images) for annotation in document["annotations"]]
 
     # ------------------------------------------------------------------------------------------ construction
@@ -139,6 +141,8 @@ class CocoPanoptic(Dataset):
         return document
 
     def _check_categories(self) -> dict[int, dict[str, Any]]:
+        """Categories by id, after checking each holds what the COCO panoptic format defines: ``id`` an int,
+        ``name`` a string, ``isthing`` 0/1 (or false/true) and, if present, ``color`` three ints in [0, 255]."""
         by_id: dict[int, dict[str, Any]] = {}
         for category in self.categories:
             if not isinstance(category, dict) or any(key not in category for key in ("id", "name", "isthing")):
@@ -146,15 +150,58 @@ class CocoPanoptic(Dataset):
                     f"COCO panoptic JSON {self.gt_json}: every category needs 'id', 'name' and 'isthing' "
                     f"(0 or 1), got {category!r}"
                 )
-            if category["id"] in by_id:
-                raise ValueError(f"COCO panoptic JSON {self.gt_json}: category id {category['id']} is listed twice")
-            by_id[category["id"]] = category
+            category_id = category["id"]
+            if not _is_int(category_id):
+                raise ValueError(
+                    f"COCO panoptic JSON {self.gt_json}: category id {category_id!r} is not an int ({category!r})"
+                )
+            if category_id in by_id:
+                raise ValueError(f"COCO panoptic JSON {self.gt_json}: category id {category_id} is listed twice")
+            if not isinstance(category["name"], str):
+                raise ValueError(
+                    f"COCO panoptic JSON {self.gt_json}: category id {category_id} has name {category['name']!r}; "
+                    "expected a string"
+                )
+            where = f"COCO panoptic JSON {self.gt_json}: category id {category_id} ({category['name']!r})"
+            if not _is_flag(category["isthing"]):
+                # A string such as "false" is truthy: it would silently make a stuff class a thing.
+                raise ValueError(f"{where} has isthing {category['isthing']!r}; expected 0, 1, false or true")
+            colour = category.get("color")
+            if colour is not None and not (
+                isinstance(colour, list) and len(colour) == 3 and all(_is_int(v) and 0 <= v <= 255 for v in colour)
+            ):
+                raise ValueError(f"{where} has color {colour!r}; expected [R, G, B], three ints in [0, 255]")
+            by_id[category_id] = category
         return by_id
+
+    def _check_images(self, entries: list[dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+        """The ``"images"`` entries by id: ids listed once, sizes (when given) positive ints."""
+        images: dict[Any, dict[str, Any]] = {}
+        for image in entries:
+            if not isinstance(image["id"], Hashable) or isinstance(image["id"], bool):
+                raise ValueError(
+                    f"COCO panoptic JSON {self.gt_json}: image {image['file_name']} has id {image['id']!r}; "
+                    "expected an int (or a string)"
+                )
+            if image["id"] in images:
+                raise ValueError(
+                    f'COCO panoptic JSON {self.gt_json}: image id {image["id"]!r} is listed twice in "images" '
+                    f"({images[image['id']]['file_name']} and {image['file_name']})"
+                )
+            for key in ("height", "width"):
+                if key in image and not (_is_int(image[key]) and image[key] > 0):
+                    raise ValueError(
+                        f"COCO panoptic JSON {self.gt_json}: image {image['file_name']} has {key} {image[key]!r}; "
+                        "expected a positive int"
+                    )
+            images[image["id"]] = image
+        return images
 
     def _check_annotation(self, annotation: dict[str, Any], images: dict[Any, dict[str, Any]]) -> dict[str, Any]:
         """One sample's paths and metadata, after checking the files exist and every segment is valid."""
         png = self.gt_folder / annotation["file_name"]
-        image_info = images.get(annotation["image_id"])
+        image_id = annotation["image_id"]
+        image_info = images.get(image_id) if isinstance(image_id, Hashable) and not isinstance(image_id, bool) else None
         if image_info is None:
             raise ValueError(
                 f"COCO panoptic JSON {self.gt_json}: the annotation of {annotation['file_name']} has image_id "
@@ -178,15 +225,21 @@ class CocoPanoptic(Dataset):
             if not isinstance(segment, dict) or "id" not in segment or "category_id" not in segment:
                 raise ValueError(f"segments_info of {png}: every segment needs 'id' and 'category_id', got {segment!r}")
             segment_id = segment["id"]
-            if not isinstance(segment_id, int) or not 0 < segment_id < _MAX_SEGMENT_ID:
+            if not _is_int(segment_id) or not 0 < segment_id < _MAX_SEGMENT_ID:
                 raise ValueError(f"segments_info of {png}: segment id {segment_id!r} is not an int in [1, 256^3)")
             if segment_id in seen:
                 raise ValueError(f"segments_info of {png}: segment id {segment_id} is listed twice")
             seen.add(segment_id)
-            if segment["category_id"] not in self._category_by_id:
+            if not _is_int(segment["category_id"]) or segment["category_id"] not in self._category_by_id:
                 raise ValueError(
                     f"segments_info of {png}: segment id {segment_id} has category_id {segment['category_id']!r}, "
                     f"which is not among the categories of {self.gt_json} ({sorted(self._category_by_id)})"
+                )
+            if "iscrowd" in segment and not _is_flag(segment["iscrowd"]):
+                # A string such as "0" is truthy: it would silently make an instance a crowd (no instance target).
+                raise ValueError(
+                    f"segments_info of {png}: segment id {segment_id} has iscrowd {segment['iscrowd']!r}; "
+                    "expected 0, 1, false or true"
                 )
         return {
             "image": image_path,
@@ -301,6 +354,16 @@ class CocoPanoptic(Dataset):
             f"{type(self).__name__}(split={self.split!r}, {len(self)} images, {self.num_thing_classes} thing + "
             f"{self.num_stuff_classes} stuff classes, root={str(self.root)!r})"
         )
+
+
+def _is_int(value: Any) -> bool:
+    """A JSON integer (``true``/``false`` are not)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_flag(value: Any) -> bool:
+    """A COCO 0/1 flag (``isthing``, ``iscrowd``): the ints 0 and 1, or a JSON boolean."""
+    return isinstance(value, bool) or (isinstance(value, int) and value in (0, 1))
 
 
 # ------------------------------------------------------------------------------------------------ transforms

@@ -23,7 +23,8 @@ class SemanticEvaluator:
 
     Args:
         num_classes: K, the number of classes; labels and predicted ids live in ``[0, K)``.
-        ignore_index: the label of void pixels in the ground truth; they count nowhere.
+        ignore_index: the label of void pixels in the ground truth; they count nowhere. It must lie outside
+            ``[0, K)`` (a class id there would hide that class's labels while its predictions still count).
 
     Usage::
 
@@ -38,6 +39,12 @@ class SemanticEvaluator:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         if not isinstance(ignore_index, int) or isinstance(ignore_index, bool):
             raise ValueError(f"ignore_index must be an int, got {ignore_index!r}")
+        if 0 <= ignore_index < num_classes:
+            # Its labels would be skipped while its predictions still count: the class's IoU would read 0.
+            raise ValueError(
+                f"ignore_index={ignore_index} is a class id in [0, {num_classes}): the labels of that class would be "
+                f"ignored while its predictions still count; use a value outside [0, {num_classes}) (e.g. 255)"
+            )
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.reset()
@@ -58,7 +65,9 @@ class SemanticEvaluator:
 
         Raises:
             ValueError: mismatched shapes, K != ``num_classes``, labels outside ``[0, K)`` that are not
-                ``ignore_index`` (the offending values are listed), or predicted ids outside ``[0, K)``.
+                ``ignore_index`` (the offending values are listed), predicted ids outside ``[0, K)``, or
+                (B, K, H, W) scores that are not real numbers or hold NaN/inf (an argmax would silently read
+                them as some class; the count of non-finite values is given).
         """
         pred = self._class_ids(pred)
         target = self._check_target(target, pred)
@@ -122,6 +131,19 @@ class SemanticEvaluator:
                     f"pred has {pred.shape[1]} classes (shape {tuple(pred.shape)}) but num_classes is "
                     f"{self.num_classes}"
                 )
+            if pred.dtype == torch.bool or pred.is_complex():
+                raise ValueError(
+                    f"pred of shape (B, K, H, W) must hold real scores (logits or probabilities), "
+                    f"got dtype {pred.dtype}"
+                )
+            if pred.is_floating_point():
+                # argmax reads NaN as the largest value: a NaN pixel would silently count as some class.
+                non_finite = int((~torch.isfinite(pred)).sum())
+                if non_finite:
+                    raise ValueError(
+                        f"pred has {non_finite} non-finite values (NaN or inf) among its {pred.numel()} logits "
+                        f"(shape {tuple(pred.shape)}); expected finite logits or probabilities"
+                    )
             return pred.argmax(dim=1)
         if pred.is_floating_point() or pred.is_complex() or pred.dtype == torch.bool:
             raise ValueError(f"pred of shape (B, H, W) must hold integer class ids, got dtype {pred.dtype}")

@@ -14,7 +14,15 @@ from torch import nn
 
 from ..backbones import create_backbone, default_features
 from ..layouts import FORMAT, check_signature, get_layout, signature
-from ..ocr import OCRHead, _check_dropout, _check_positive_int
+from ..ocr import (
+    OCRHead,
+    _check_dropout,
+    _check_feature_map,
+    _check_input_dtype,
+    _check_label_tensor,
+    _check_non_empty,
+    _check_positive_int,
+)
 
 __all__ = ["FCNHead", "OCRNet"]
 
@@ -51,6 +59,7 @@ class FCNHead(nn.Module):
         region_channels = region_in_channels if region_channels is None else region_channels
         _check_positive_int(in_channels=in_channels, num_classes=num_classes, mid_channels=mid_channels)
         _check_dropout(dropout=dropout, region_dropout=region_dropout)
+        self.in_channels, self.region_in_channels = in_channels, region_in_channels
         self.aux = nn.Sequential(
             *_region_branch(region_in_channels, region_channels, region_kernel_size, region_dropout),
             nn.Conv2d(region_channels, num_classes, 1),
@@ -60,6 +69,10 @@ class FCNHead(nn.Module):
         self.classifier = nn.Conv2d(mid_channels, num_classes, 1)
 
     def forward(self, feats: torch.Tensor, region_feats: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        dtype = self.classifier.weight.dtype
+        _check_feature_map(feats, self.in_channels, "feats", "in_channels", dtype)
+        if region_feats is not None:
+            _check_feature_map(region_feats, self.region_in_channels, "region_feats", "region_in_channels", dtype)
         aux_logits = self.aux(feats if region_feats is None else region_feats)
         return {"logits": self.classifier(self.dropout(self.pixels(feats))), "aux_logits": aux_logits}
 
@@ -86,10 +99,11 @@ class OCRNet(nn.Module):
             ``features`` (how OCR reads the backbone, see ``ocrformer.backbones``).
 
     ``forward(images (B, 3, H, W), *, oracle_labels=None)`` -> ``{"logits", "aux_logits"}``, both (B, K, H, W),
-    upsampled bilinearly from the output stride to the input size. Any input size works: the HRNet branches are
-    resized to exact sizes (as the upstream codebases do), nothing is padded. ``oracle_labels`` (B, H, W)
-    (``ignore_index`` for void) switch on the GT-OCR oracle (see ``OCRHead.forward``): an analysis tool for the
-    upper bound of OCR, which needs the labels at inference.
+    upsampled bilinearly from the output stride to the input size. ``images`` must be floating point (normalised)
+    in the model's dtype (any floating dtype under autocast), with B, H, W >= 1. Any input size works: the HRNet
+    branches are resized to exact sizes (as the upstream codebases do), nothing is padded. ``oracle_labels``
+    (B, H, W) integer class ids (``ignore_index`` for void) switch on the GT-OCR oracle (see
+    ``OCRHead.forward``): an analysis tool for the upper bound of OCR, which needs the labels at inference.
 
     Parameter names: ``backbone.*`` are timm's (for HRNet, the HRNet-Semantic-Segmentation names) and
     ``head.*`` are ``OCRHead``'s, so ``ocrformer.convert.convert_checkpoint`` output loads with ``strict=True``.
@@ -205,18 +219,25 @@ class OCRNet(nn.Module):
         """``{"logits", "aux_logits"}`` at the output stride s: (B, K, h, w) with h, w the size of the backbone's
         stride-s features (``ceil(H / s)`` for HRNet) -- what the upstream networks return before their
         inference resizes to the image."""
+        if not isinstance(images, torch.Tensor):
+            raise ValueError(f"images must be (B, 3, H, W), a torch.Tensor, got {type(images).__name__}")
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        _check_non_empty(images, "images")
+        # Shape and dtype only, no pass over the pixels: this runs at every step.
+        _check_input_dtype(images, "images", next(self.parameters()).dtype, "model")
+        if oracle_labels is not None:
+            if not isinstance(self.head, OCRHead):
+                raise ValueError("oracle_labels (GT-OCR) need head='ocr'; the FCN head has no regions to replace")
+            _check_label_tensor(oracle_labels, "oracle_labels")
+            if oracle_labels.shape != (images.shape[0], *images.shape[-2:]):
+                raise ValueError(
+                    f"oracle_labels must be (B, H, W) = {(images.shape[0], *images.shape[-2:])} like the images, "
+                    f"got {tuple(oracle_labels.shape)}"
+                )
         feats, region_feats = self.neck(self.backbone(images))
         if oracle_labels is None:
             return self.head(feats, region_feats)
-        if not isinstance(self.head, OCRHead):
-            raise ValueError("oracle_labels (GT-OCR) need head='ocr'; the FCN head has no regions to replace")
-        if oracle_labels.shape != (images.shape[0], *images.shape[-2:]):
-            raise ValueError(
-                f"oracle_labels must be (B, H, W) = {(images.shape[0], *images.shape[-2:])} like the images, "
-                f"got {tuple(oracle_labels.shape)}"
-            )
         return self.head(feats, region_feats, oracle_labels=self._labels_at(oracle_labels, feats))
 
     def _labels_at(self, labels: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
