@@ -4,10 +4,24 @@ Every error names the file (or folder) it is about and says what was expected, b
 a 20,000-image dataset is otherwise a needle in a haystack.
 
 Shapes: H, W image size; images are uint8 (3, H, W) RGB, labels int64 (H, W).
+
+Images: ``read_rgb`` is the one image reader of the package (the datasets and ``python -m ocrformer.predict``).
+8-bit images of any PIL mode are converted to RGB. 16-bit greyscale images (PIL modes ``I;16``, ``I;16B``, ...,
+and ``I``, which older Pillow versions give 16-bit PNGs) are reduced to 8 bits by their high byte, ``v >> 8``
+(0..65535 -> 0..255 linearly over the type's full range: 0, 32768, 65535 -> 0, 128, 255), and replicated to
+three channels: Pillow itself reduces 16-bit RGB PNGs this way, so grey and colour 16-bit files read alike. The
+range is the type's, not the image's (no per-image stretching: the same value reads the same in every file), so
+12-bit data stored in 16 bits reads dark (0..15); scale such data to the full range first. Mode ``I`` values
+outside 0..65535 and floating-point images (mode ``F``, whose range is unknown) are refused, naming the file.
+
+Pairing: a label file whose name differs from the expected one only in its Unicode normalisation (NFC ``café``
+against NFD ``cafe`` + U+0301, as files copied from macOS often are) is found: names are compared after NFC
+normalisation when the exact name does not exist; several candidates and no exact one are an error naming them.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -42,10 +56,54 @@ def require_files(files: list[Path], folder: Path, pattern: str, layout: str) ->
     return files
 
 
+def nfc(name: str) -> str:
+    """``name`` in Unicode normalisation form C (precomposed characters): the key file names are matched by."""
+    return unicodedata.normalize("NFC", name)
+
+
+def find_normalised(path: Path, what: str, listings: dict[Path, dict[str, list[str]]] | None = None) -> Path:
+    """``path`` if it exists; else the existing path whose every component equals ``path``'s after NFC
+    normalisation (e.g. an NFD-named folder or file for an NFC-named expectation); else ``path`` unchanged.
+
+    ``ValueError`` naming ``what`` if a component matches several entries of its folder and none exactly (their
+    names are shown with ``ascii()``: on screen they look identical). ``listings`` caches the folders' entries
+    (NFC name -> names) across calls.
+    """
+    if path.exists():
+        return path
+    listings = {} if listings is None else listings
+    base, missing = path, []
+    while not base.exists():
+        if base == base.parent:
+            return path
+        missing.append(base.name)
+        base = base.parent
+    for name in reversed(missing):
+        if not base.is_dir():
+            return path
+        if base not in listings:
+            listings[base] = {}
+            for entry in sorted(base.iterdir()):
+                listings[base].setdefault(nfc(entry.name), []).append(entry.name)
+        matches = listings[base].get(nfc(name), [])
+        if not matches:
+            return path
+        if len(matches) > 1 and name not in matches:
+            shown = ", ".join(ascii(m) for m in matches)
+            raise ValueError(
+                f"{what}: {len(matches)} files in {base} match {ascii(name)} after Unicode NFC normalisation and "
+                f"none is exactly it: {shown}; rename or remove all but one"
+            )
+        base = base / (name if name in matches else matches[0])
+    return base
+
+
 def pair_with_labels(images: Sequence[Path], label_for: Callable[[Path], Path]) -> list[tuple[Path, Path]]:
-    """``[(image, label_for(image))]``; ``FileNotFoundError`` naming the first image whose label file is missing
-    and the path it was expected at."""
-    pairs = [(image, label_for(image)) for image in images]
+    """``[(image, label file)]``, the label file being ``label_for(image)`` or its Unicode variant (see
+    ``find_normalised``); ``FileNotFoundError`` naming the first image whose label file is missing and the path
+    it was expected at."""
+    listings: dict[Path, dict[str, list[str]]] = {}
+    pairs = [(image, find_normalised(label_for(image), f"label for image {image}", listings)) for image in images]
     missing = [(image, label) for image, label in pairs if not label.is_file()]
     if missing:
         image, label = missing[0]
@@ -54,14 +112,41 @@ def pair_with_labels(images: Sequence[Path], label_for: Callable[[Path], Path]) 
     return pairs
 
 
-def read_image(path: Path) -> torch.Tensor:
-    """An image file -> uint8 (3, H, W) RGB; ``ValueError`` naming the file if it cannot be decoded."""
+def read_rgb(path: Path) -> np.ndarray:
+    """An image file -> uint8 (H, W, 3) RGB, writable; 16-bit images reduced to 8 bits by their high byte (see
+    the module docstring). ``ValueError`` naming the file if it cannot be decoded or its pixels have no known
+    range (mode ``F``, or mode ``I`` outside 0..65535)."""
     try:
         with Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"))
-    except (OSError, SyntaxError, ValueError) as exc:  # PIL's errors for unknown, truncated and corrupt files
+            mode = image.mode
+            if mode == "I" or mode.startswith("I;16"):
+                array = np.asarray(image)
+            elif mode == "F":
+                array = None
+            else:
+                array = np.array(image.convert("RGB"))  # a writable copy
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # unknown, truncated, corrupt
         raise ValueError(f"cannot read image {path}: {exc}") from exc
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    if array is None:
+        raise ValueError(
+            f"image {path} has PIL mode 'F' (32-bit floating point), whose range is unknown; expected 8- or 16-bit "
+            "integer pixels (scale it to 0..255 or 0..65535 and save it as 8 or 16 bits)"
+        )
+    if array.dtype == np.uint8:
+        return array
+    low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+    if low < 0 or high > 65535:
+        raise ValueError(
+            f"image {path} has PIL mode {mode!r} with values {low}..{high}; expected 8- or 16-bit pixels "
+            "(mode 'I' is read as 16 bits, 0..65535)"
+        )
+    grey = (array.astype(np.uint16) >> 8).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """An image file -> uint8 (3, H, W) RGB (``read_rgb``); ``ValueError`` naming the file if it cannot be read."""
+    return torch.from_numpy(read_rgb(path)).permute(2, 0, 1).contiguous()
 
 
 def read_pixels(path: Path, modes: tuple[str, ...], what: str, expected: str) -> np.ndarray:

@@ -9,6 +9,11 @@ Layout::
 ``palette`` is optional (the PASCAL VOC colour map is used) and so is ``ignore_index`` (255). Label files may
 mark ignored pixels with any value outside 0..K-1 named as ``ignore_index``; it becomes 255 on loading, so
 every dataset of this package hands out the same ignore value.
+
+Names are matched after Unicode NFC normalisation: an image ``café.png`` whose name has a precomposed ``é``
+(NFC) finds its label ``café.png`` written with ``e`` + combining acute (NFD, as names from macOS often are),
+and two images whose stems are equal after normalisation are refused like any two images of one stem (the
+message shows both names with ``ascii()``, since they look identical).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from ._io import (
     PairedSegmentation,
     Transforms,
     make_lut,
+    nfc,
     pair_with_labels,
     require_dir,
     require_files,
@@ -89,7 +95,8 @@ class FolderSegmentation(PairedSegmentation):
 
     Args:
         image_dir: the images (``.png .jpg .jpeg .bmp .tif .tiff``, not searched recursively).
-        label_dir: ``{stem}.png`` per image, class ids 0..K-1 and ``ignore_index``.
+        label_dir: ``{stem}.png`` per image (compared after Unicode NFC normalisation), class ids 0..K-1 and
+            ``ignore_index``.
         classes_json: see ``read_classes_json`` and the module docstring.
         transforms: ``(image, label) -> (image, label)`` on uint8 (3, H, W) / int64 (H, W).
 
@@ -110,9 +117,15 @@ class FolderSegmentation(PairedSegmentation):
         require_files(images, image_dir, "*" + "|*".join(IMAGE_EXTENSIONS), LAYOUT)
         stems: dict[str, Path] = {}
         for image in images:
-            if image.stem in stems:  # two images would share one label file
-                raise ValueError(f"images {stems[image.stem]} and {image} have the same stem; rename one")
-            stems[image.stem] = image
+            other = stems.get(nfc(image.stem))
+            if other is not None:  # two images would share one label file
+                shown = (
+                    f" after Unicode NFC normalisation ({ascii(other.stem)} and {ascii(image.stem)} look alike)"
+                    if other.stem != image.stem
+                    else ""
+                )
+                raise ValueError(f"images {other} and {image} have the same stem{shown}; rename one")
+            stems[nfc(image.stem)] = image
         mapping = {**{c: c for c in range(len(classes))}, ignore_index: IGNORE_INDEX}
         super().__init__(
             pair_with_labels(images, lambda image: label_dir / f"{image.stem}.png"),
