@@ -19,7 +19,9 @@ side 640-800). ``--lr`` is for the whole batch: scale it with the number of proc
 Every run writes to ``--out``: per variant a folder with ``last.pth``, ``metrics.jsonl``, ``curves.png`` and
 ``eval/`` (predictions in the COCO panoptic format: ``predictions.json`` + PNGs); and ``results.json``,
 ``results.md`` (the table), ``pq.png`` (bar chart) and ``panoptic.png`` (predictions beside the ground truth).
-Interrupt with Ctrl-C: the checkpoint is written; rerun the same command to continue.
+``--eval-only`` writes all of these (its predictions included) into a folder of its own,
+``<out>/eval_<run>_<checkpoint name>``, never over the training run's. Interrupt with Ctrl-C: the checkpoint is
+written; rerun the same command to continue.
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from ocrformer.data import write_synthetic_coco_panoptic  # noqa: E402
 from ocrformer.engine import DistributedContext, TrainConfig, load_checkpoint  # noqa: E402
-from ocrformer.engine.cli import add_run_arguments, check_run_arguments, run_on_every_rank, run_settings  # noqa: E402
+from ocrformer.engine.checkpoint import is_training_checkpoint  # noqa: E402
+from ocrformer.engine.cli import (  # noqa: E402
+    add_run_arguments,
+    check_run_arguments,
+    configs_or_usage_error,
+    eval_only_folder,
+    run_on_every_rank,
+    run_settings,
+)
 from ocrformer.engine.panoptic import PanopticTrainer, build_panoptic_datasets  # noqa: E402
 from ocrformer.engine.reports import panoptic_table, plot_panoptic_examples, plot_pq_bars, save_results  # noqa: E402
 from ocrformer.models import PANOPTIC_PRESETS  # noqa: E402
@@ -99,6 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.lr_steps = tuple(int(step) for step in args.lr_steps.split(",") if step)
     name = "coco" if args.data_root else "synthetic"
     args.out = Path(args.out or f"outputs/panoptic_{name}{'_quick' if args.quick else ''}")
+    configs_or_usage_error(p, lambda: {v: variant_config(args, v, args.data_root) for v in args.variants})
     return args
 
 
@@ -138,8 +149,11 @@ def run(args: argparse.Namespace, context: DistributedContext) -> int:
         data_root = args.synthetic_root
     if args.eval_only:
         saved = load_checkpoint(args.checkpoint)
+        if not is_training_checkpoint(saved):
+            raise SystemExit(f"--checkpoint {args.checkpoint} is not a training checkpoint of this script")
+        args.out = eval_only_folder(args)  # its own reports and predictions, never the training run's
         configs = {"ocr" if saved["config"]["model_kwargs"].get("ocr", True) else "fpn": TrainConfig(
-            **{**saved["config"], "resume": args.checkpoint, "data_root": data_root})}  # fmt: skip
+            **{**saved["config"], "resume": None, "output_dir": str(args.out), "data_root": data_root})}  # fmt: skip
     else:
         configs = {variant: variant_config(args, variant, data_root) for variant in args.variants}
     results, trainers = {}, {}

@@ -11,11 +11,17 @@ oracle briefly on the CPU and prints their mIoU side by side.
     torchrun --nproc_per_node=4 experiments/semantic_segmentation.py --dataset ade20k --data-root ...
     python experiments/semantic_segmentation.py --eval-only --checkpoint outputs/.../ocr/last.pth \
         --scales 0.75,1,1.25 --flip
+    python experiments/semantic_segmentation.py --dataset cityscapes --data-root /data/cityscapes \
+        --model ocrnet_hrnet_w48 --eval-only --checkpoint hrnet_ocr_cs_8162_torch11.pth   # a released model
+    python experiments/semantic_segmentation.py ... --weights converted.pth               # fine-tune from it
 
 Every run writes to ``--out``: per variant a folder with ``last.pth``, ``metrics.jsonl``, ``curves.png``; and
 ``results.json``, ``results.md`` (the table), ``miou.png`` (bar chart) and ``examples.png`` (predictions).
-Interrupt with Ctrl-C: the checkpoint is written; rerun the same command to continue (``--resume auto`` is
-the default).
+``--eval-only`` writes the same reports into a folder of its own, ``<out>/eval_<run>_<checkpoint name>``, never
+over the training run's. Its ``--checkpoint`` is a training checkpoint of this script, or a model's weights: an
+ocrformer state dict, a converted or a released HRNet-OCR / openseg / mmsegmentation checkpoint (the model is
+built for it, ``--model`` naming the backbone). Interrupt with Ctrl-C: the checkpoint is written; rerun the same
+command to continue (``--resume auto`` is the default).
 """
 
 from __future__ import annotations
@@ -34,7 +40,15 @@ from ocrformer.engine import (  # noqa: E402
     build_datasets,
     load_checkpoint,
 )
-from ocrformer.engine.cli import add_run_arguments, check_run_arguments, run_on_every_rank, run_settings  # noqa: E402
+from ocrformer.engine.checkpoint import is_training_checkpoint  # noqa: E402
+from ocrformer.engine.cli import (  # noqa: E402
+    add_run_arguments,
+    check_run_arguments,
+    configs_or_usage_error,
+    eval_only_folder,
+    run_on_every_rank,
+    run_settings,
+)
 from ocrformer.engine.reports import plot_examples, plot_miou_bars, results_table, save_results  # noqa: E402
 
 VARIANTS = ("fcn", "ocr", "gt-ocr")
@@ -68,6 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scales", default="1.0", help="test scales for the final evaluation, e.g. 0.5,0.75,1,1.25")
     p.add_argument("--flip", action="store_true", help="flip augmentation in the final evaluation")
     p.add_argument("--out", default=None, help="output folder (default outputs/semseg_<dataset>[_quick])")
+    p.add_argument("--weights", help="start the OCR variants from these weights (ocrformer, converted or released)")
     add_run_arguments(p)
     args = p.parse_args(argv)
     check_run_arguments(p, args)
@@ -88,7 +103,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
     if not args.model.startswith("ocrnet_"):
         p.error(f"--model must be an OCR model name (ocrnet_*), got {args.model!r}")
+    if args.weights and "fcn" in args.variants:
+        p.error("--weights are an OCR model's: leave the fcn variant out (--variants ocr or ocr,gt-ocr)")
     args.out = Path(args.out or f"outputs/semseg_{args.dataset}{'_quick' if args.quick else ''}")
+    configs_or_usage_error(p, lambda: {variant: variant_config(args, variant) for variant in args.variants})
     return args
 
 
@@ -96,6 +114,7 @@ def variant_config(args: argparse.Namespace, variant: str) -> TrainConfig:
     backbone = args.model.removeprefix("ocrnet_")
     return TrainConfig(
         model=f"fcn_{backbone}" if variant == "fcn" else args.model,
+        weights=args.weights if variant != "fcn" else None,
         oracle=variant == "gt-ocr",
         dataset=args.dataset,
         data_root=args.data_root,
@@ -123,18 +142,16 @@ def run(args: argparse.Namespace, context: DistributedContext) -> int:
     scales = tuple(float(s) for s in args.scales.split(","))
     results, trainers = {}, {}
     if args.eval_only:
-        saved = load_checkpoint(args.checkpoint)
-        config = TrainConfig(**{**saved["config"], "resume": args.checkpoint})
-        variant = "gt-ocr" if config.oracle else ("fcn" if config.model.startswith("fcn_") else "ocr")
-        args.variants, configs = [variant], {variant: config}
+        args.variants, configs, resume = eval_only_configs(args)
     else:
-        configs = {variant: variant_config(args, variant) for variant in args.variants}
+        configs, resume = {variant: variant_config(args, variant) for variant in args.variants}, False
     for variant, config in configs.items():
         train_set, val_set = build_datasets(config)
         trainer = Trainer(config, train_set, val_set, context=context)
         started = time.perf_counter()
         if args.eval_only:
-            trainer.load_checkpoint(args.checkpoint)
+            if resume:
+                trainer.load_checkpoint(args.checkpoint)
             summary = {"iteration": trainer.iteration, "interrupted": False}
         else:
             summary = trainer.fit()
@@ -160,6 +177,22 @@ def run(args: argparse.Namespace, context: DistributedContext) -> int:
     if context.is_main:
         write_reports(args, results, trainers)
     return 0
+
+
+def eval_only_configs(args: argparse.Namespace) -> tuple[list[str], dict[str, TrainConfig], bool]:
+    """(variants, configs, whether to restore a training checkpoint) for ``--eval-only``, writing to a folder of
+    its own (``eval_only_folder``). A training checkpoint of this script brings its config; a model's weights
+    file is evaluated as ``--model`` built for it, on the dataset the flags name."""
+    args.out = eval_only_folder(args)
+    saved = load_checkpoint(args.checkpoint)
+    if is_training_checkpoint(saved):
+        config = TrainConfig(**{**saved["config"], "resume": None, "output_dir": str(args.out)})
+        variant = "gt-ocr" if config.oracle else ("fcn" if config.model.startswith("fcn_") else "ocr")
+        return [variant], {variant: config}, True
+    args.weights = args.checkpoint
+    config = variant_config(args, "ocr")
+    config.output_dir, config.resume = str(args.out), None
+    return ["ocr"], {"ocr": config}, False
 
 
 def write_reports(args: argparse.Namespace, results: dict, trainers: dict) -> None:

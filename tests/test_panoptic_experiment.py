@@ -102,11 +102,17 @@ def test_experiment_tiny_budget_then_eval_only(coco_root, tmp_path):
     assert set(results) == {"fpn", "ocr"} and all(r["iterations"] == 2 for r in results.values())
     for name in ("results.md", "pq.png", "panoptic.png", "ocr/curves.png", "ocr/last.pth", "fpn/eval/predictions.json"):
         assert (tmp_path / name).is_file(), name
+    training_reports = {name: (tmp_path / name).read_bytes() for name in ("results.json", "results.md", "pq.png")}
+    predictions = (tmp_path / "ocr" / "eval" / "predictions.json").read_bytes()
+    # The same --out as the training run: the evaluation writes into a folder of its own.
     evaluated = run("--data-root", str(coco_root), "--eval-only", "--checkpoint", str(tmp_path / "ocr" / "last.pth"),
-                    "--out", str(tmp_path / "again"))  # fmt: skip
+                    "--out", str(tmp_path))  # fmt: skip
     assert "| ocr |" in evaluated
-    again = json.loads((tmp_path / "again" / "results.json").read_text())["results"]["ocr"]
+    again = json.loads((tmp_path / "eval_ocr_last" / "results.json").read_text())["results"]["ocr"]
     assert again["pq"] == pytest.approx(results["ocr"]["pq"])  # the same weights give the same PQ
+    assert (tmp_path / "eval_ocr_last" / "eval" / "predictions.json").is_file()
+    assert all((tmp_path / name).read_bytes() == data for name, data in training_reports.items())
+    assert (tmp_path / "ocr" / "eval" / "predictions.json").read_bytes() == predictions
 
 
 def test_experiment_names_bad_arguments(tmp_path):

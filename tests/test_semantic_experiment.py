@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from .helpers.runs import REPO, run_script
 
@@ -22,9 +23,20 @@ def test_three_variants_then_eval_only(tmp_path):
     for name in ("results.md", "miou.png", "examples.png", "ocr/curves.png", "ocr/last.pth"):
         assert (tmp_path / name).is_file(), name
 
+    training_reports = {name: (tmp_path / name).read_bytes() for name in ("results.json", "results.md", "miou.png")}
+    # The same --out as the training run (the README's command): the evaluation writes into a folder of its own.
     evaluated = run("--eval-only", "--checkpoint", str(tmp_path / "ocr" / "last.pth"), "--flip", "--scales",
-                    "0.75,1.0", "--out", str(tmp_path / "eval"))  # fmt: skip
+                    "0.75,1.0", "--out", str(tmp_path))  # fmt: skip
     assert "| ocr | ocrnet_tiny |" in evaluated
+    assert set(json.loads((tmp_path / "eval_ocr_last" / "results.json").read_text())["results"]) == {"ocr"}
+    assert all((tmp_path / name).read_bytes() == data for name, data in training_reports.items())
+
+    # A model's weights file (not a training checkpoint) is evaluated as --model built for it: the same mIoU.
+    torch.save(torch.load(tmp_path / "ocr" / "last.pth", weights_only=False)["model"], tmp_path / "weights.pth")
+    assert "| ocr | ocrnet_tiny |" in run("--eval-only", "--checkpoint", str(tmp_path / "weights.pth"), "--out",
+                                          str(tmp_path))  # fmt: skip
+    weights_eval = json.loads((tmp_path / f"eval_{tmp_path.name}_weights" / "results.json").read_text())["results"]
+    assert weights_eval["ocr"]["miou"] == pytest.approx(results["ocr"]["miou"])
 
 
 def test_bad_arguments_are_named(tmp_path):

@@ -18,7 +18,14 @@ from pathlib import Path
 
 from .distributed import DistributedContext, setup_distributed, teardown_distributed
 
-__all__ = ["add_run_arguments", "check_run_arguments", "run_on_every_rank", "run_settings"]
+__all__ = [
+    "add_run_arguments",
+    "check_run_arguments",
+    "configs_or_usage_error",
+    "eval_only_folder",
+    "run_on_every_rank",
+    "run_settings",
+]
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,14 +36,43 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=int, default=0, help="0: evaluate at the end")
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--resume", default="auto", help="'auto' (continue a run found in --out), a path, or 'none'")
-    parser.add_argument("--eval-only", action="store_true", help="evaluate --checkpoint without training")
-    parser.add_argument("--checkpoint", help="for --eval-only: a checkpoint written by this script")
+    parser.add_argument(
+        "--eval-only", action="store_true", help="evaluate --checkpoint, no training (reports: <out>/eval_<run>_<name>)"
+    )
+    parser.add_argument(
+        "--checkpoint", help="for --eval-only: a checkpoint of this script (semantic: also a model's weights file)"
+    )
 
 
 def check_run_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Exit with a usage error naming the flag when the shared flags do not fit together."""
     if args.eval_only and not args.checkpoint:
         parser.error("--eval-only needs --checkpoint")
+    for flag, minimum in (("seed", 0), ("workers", 0), ("eval_every", 0), ("checkpoint_every", 1)):
+        if getattr(args, flag) < minimum:
+            parser.error(f"--{flag.replace('_', '-')} must be >= {minimum}, got {getattr(args, flag)}")
+
+
+# TrainConfig fields whose flag is not the field's name with dashes.
+_FLAGS = {"crop_size": "--crop", "warmup_iters": "--warmup"}
+
+
+def configs_or_usage_error(parser: argparse.ArgumentParser, build: Callable[[], dict]) -> dict:
+    """``build()`` (the run's ``TrainConfig``s), turning a setting ``TrainConfig`` refuses into a usage error
+    that names the flag (``--lr: lr must be a finite number, got nan``) before anything runs."""
+    try:
+        return build()
+    except ValueError as error:
+        field = str(error).split(" ", 1)[0].split("[", 1)[0]
+        parser.error(f"{_FLAGS.get(field, '--' + field.replace('_', '-'))}: {error}")
+
+
+def eval_only_folder(args: argparse.Namespace) -> Path:
+    """Where ``--eval-only`` writes: a folder of its own inside ``--out``, named after the checkpoint (e.g.
+    ``<out>/eval_ocr_last`` for ``<out>/ocr/last.pth``), so that an evaluation never overwrites the reports of
+    the training run it evaluates (``results.*``, the plots, a panoptic run's ``eval/`` predictions)."""
+    checkpoint = Path(args.checkpoint)
+    return Path(args.out) / f"eval_{checkpoint.parent.name}_{checkpoint.stem}"
 
 
 def run_settings(args: argparse.Namespace, output_dir: str | Path) -> dict:

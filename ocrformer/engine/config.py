@@ -3,6 +3,7 @@ and the datasets it names."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from torch.utils.data import Dataset
@@ -10,6 +11,7 @@ from torch.utils.data import Dataset
 __all__ = ["TrainConfig", "build_datasets"]
 
 _AMP = ("none", "bf16", "fp16")
+_FLOATS = ("lr", "momentum", "weight_decay", "poly_power", "lr_gamma", "warmup_factor", "aux_weight", "ohem_threshold")
 
 
 @dataclass
@@ -21,6 +23,7 @@ class TrainConfig:
 
     model: str = "ocrnet_tiny"
     model_kwargs: dict = field(default_factory=dict)
+    weights: str | None = None  # start from these weights (ocrformer state dict or converted checkpoint file)
     dataset: str = "synthetic"
     data_root: str | None = None
     train_split: str | None = None
@@ -64,10 +67,21 @@ class TrainConfig:
             raise ValueError(f"amp must be one of {_AMP}, got {self.amp!r}")
         for name in ("batch_size", "val_batch_size", "iterations", "checkpoint_every", "log_every"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.eval_every < 0:
-            raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
+        for name in ("eval_every", "workers", "seed", "warmup_iters", "ohem_min_kept"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        # Every float setting is finite: NaN passes every comparison below (nan <= 0 is False) and a NaN setting
+        # would even make a run refuse its own checkpoint (nan != nan).
+        floats = {name: getattr(self, name) for name in _FLOATS}
+        floats |= {f"scale_range[{i}]": v for i, v in enumerate(self.scale_range)}
+        if isinstance(self.class_weights, list | tuple):
+            floats |= {f"class_weights[{i}]": v for i, v in enumerate(self.class_weights)}
+        for name, value in floats.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, got {value!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         from .schedule import SCHEDULES

@@ -115,6 +115,7 @@ class PanopticTrainer(Trainer):
             data.stuff_category_ids,
         )
         semantic = SemanticEvaluator(data.num_stuff_classes + 1, ignore_index=data.ignore_index)
+        self._refuse_non_finite_weights()
         model = self.module.eval()
         seconds, images_seen = 0.0, 0
         for images, targets in tqdm(loader, desc="evaluate", disable=not self.context.is_main, leave=False):

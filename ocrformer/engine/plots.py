@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on training machines
 import matplotlib.pyplot as plt  # noqa: E402
+
+from .metrics_log import read_rows  # noqa: E402
 
 __all__ = ["plot_curves"]
 
@@ -19,7 +20,7 @@ def plot_curves(
     """Left: the total loss (solid) and each ``loss_*`` term; right, when the run was evaluated: the
     ``metrics`` ({key: label}, fractions plotted as %; default mIoU) against the iteration."""
     metrics = {"miou": "mIoU"} if metrics is None else metrics
-    rows = [json.loads(line) for line in Path(metrics_path).read_text().splitlines() if line.strip()]
+    rows = read_rows(metrics_path)  # damaged lines skipped, with a warning naming the file and line
     train = [r for r in rows if "loss" in r]
     terms = sorted({key for r in train for key in r if key.startswith("loss_")})
     evaluated = {label: [(r["iter"], 100 * r[key]) for r in rows if key in r] for key, label in metrics.items()}

@@ -11,9 +11,12 @@
 - SIGTERM / SIGINT: the current iteration finishes, a checkpoint is written, ``fit`` returns
   ``{"interrupted": True, ...}``.
 - A non-finite loss stops training with ``FloatingPointError`` naming the iteration and the last good
-  checkpoint, which is left untouched.
-- Progress bar (rank 0) with loss, lr and images/s; metrics appended to ``metrics.jsonl``; a PNG of the loss
-  and mIoU curves at the end.
+  checkpoint, which is left untouched; no checkpoint with a non-finite tensor is ever written, and
+  ``evaluate`` refuses non-finite weights.
+- Progress bar (rank 0) with loss, lr and images/s; metrics in ``metrics.jsonl``, cut back on resume to the
+  iterations the checkpoint has seen (``metrics_log.py``); a PNG of the loss and mIoU curves at the end.
+- Resuming is bit for bit with the same number of threads (float sums depend on it); a different number is
+  warned about.
 """
 
 from __future__ import annotations
@@ -37,9 +40,17 @@ from ..evaluation import SemanticEvaluator
 from ..inference import predict
 from ..losses import OCRLoss
 from ..models import create_model
-from .checkpoint import atomic_save, capture_rng_state, load_checkpoint, restore_rng_state
+from .checkpoint import (
+    atomic_save,
+    capture_rng_state,
+    is_training_checkpoint,
+    load_checkpoint,
+    non_finite_tensors,
+    restore_rng_state,
+)
 from .config import TrainConfig
 from .distributed import DistributedContext, setup_distributed
+from .metrics_log import MetricsLog
 from .plots import plot_curves
 from .sampler import ResumableSampler, SeededSamples
 from .schedule import build_scheduler
@@ -71,6 +82,7 @@ class Trainer:
         self.num_classes = getattr(train_set, "num_classes", None)
         self.output_dir = Path(config.output_dir)
         self.metrics_path = self.output_dir / "metrics.jsonl"
+        self.metrics_log = MetricsLog(self.metrics_path, enabled=self.context.is_main)
         torch.manual_seed(config.seed + self.context.rank)
 
         model = self._build_model().to(self.context.device)
@@ -95,7 +107,9 @@ class Trainer:
     metric_labels: dict[str, str] = {"miou": "mIoU"}  # plotted in curves.png
 
     def _build_model(self) -> torch.nn.Module:
-        return create_model(self.config.model, self.num_classes, **self.config.model_kwargs)
+        return create_model(
+            self.config.model, self.num_classes, weights=self.config.weights, **self.config.model_kwargs
+        )
 
     def _build_criterion(self) -> torch.nn.Module | None:
         config = self.config
@@ -184,7 +198,11 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, name: str = LAST_CHECKPOINT) -> Path | None:
-        """Write the full training state (rank 0 writes; every rank's RNG state is gathered)."""
+        """Write the full training state (rank 0 writes; every rank's RNG state is gathered).
+
+        Raises ``FloatingPointError`` (on every rank) instead of writing weights or optimizer state that hold a
+        NaN or an infinity: the checkpoint on disk stays the last good one."""
+        self._check_finite_state()
         rng = [capture_rng_state()]
         if self.context.is_distributed:
             rng = [None] * self.context.world_size
@@ -201,17 +219,50 @@ class Trainer:
             "config": dataclasses.asdict(self.config),
             **self._checkpoint_extras(),
             "world_size": self.context.world_size,
+            "num_threads": torch.get_num_threads(),
         }
         return atomic_save(state, self.output_dir / name)
+
+    def _check_finite_state(self) -> None:
+        """Every rank checks its own weights and optimizer state; all stop together if any has a non-finite one."""
+        bad = non_finite_tensors(self.module.state_dict()) + non_finite_tensors(self.optimizer.state_dict()["state"])
+        finite = torch.tensor(0.0 if bad else 1.0, device=self.context.device)
+        if self.context.is_distributed:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if finite.item() < 1:
+            where = f": {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}" if bad else " on another rank"
+            kept = self.output_dir / LAST_CHECKPOINT
+            kept = f"the last good checkpoint, {kept}, is kept" if kept.exists() else "no checkpoint was written"
+            raise FloatingPointError(
+                f"non-finite weights or optimizer state after iteration {self.iteration}{where}; training stopped "
+                f"and {kept}. Lower the learning rate or check the data for corrupt labels."
+            )
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint written by ``save_checkpoint`` (same model and world size) to continue it."""
         state = load_checkpoint(path, map_location=self.context.device)
+        if not is_training_checkpoint(state):
+            kind = "a model's weights (a state dict)" if "_extra_state" in state or "model" not in state else "a file"
+            raise ValueError(
+                f"{path} is {kind}, not a training checkpoint (no optimizer, scheduler, iteration and config): it "
+                "cannot be resumed. Start a run from these weights with TrainConfig(weights=...) (--weights), or "
+                "evaluate them with --eval-only --checkpoint; a released checkpoint is converted first "
+                "(python -m ocrformer.convert)."
+            )
         self._check_same_run(path, state.get("config", {}))
+        self._check_same_classes(path, state)
         if state.get("world_size", 1) != self.context.world_size:
             raise ValueError(
                 f"checkpoint {path} was written by {state['world_size']} processes but this run has "
                 f"{self.context.world_size}: the data stream would not continue where it stopped"
+            )
+        threads = state.get("num_threads")
+        if threads is not None and threads != torch.get_num_threads() and self.context.is_main:
+            warnings.warn(
+                f"checkpoint {path} was written with {threads} threads per process, this run has "
+                f"{torch.get_num_threads()}: it continues, but not bit for bit (float sums depend on the thread "
+                "count); set torch.set_num_threads / OMP_NUM_THREADS as before for an exact continuation",
+                stacklevel=2,
             )
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -219,6 +270,30 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         restore_rng_state(state["rng"][self.context.rank])
         self.iteration = state["iteration"]
+
+    def _check_same_classes(self, path: str | Path, state: dict) -> None:
+        """A dataset whose classes changed since the checkpoint (a folder dataset gained a class) is another run."""
+        saved = state.get("classes") or None
+        current = list(getattr(self.train_set, "classes", [])) or None
+        saved_count, count = state.get("num_classes"), self.num_classes
+        if (saved is not None and current is not None and list(saved) != current) or (
+            saved_count is not None and count is not None and saved_count != count
+        ):
+            added = sorted(set(current or []) - set(saved or []))
+            removed = sorted(set(saved or []) - set(current or []))
+            change = "; ".join(
+                part
+                for part in (
+                    f"{saved_count} -> {count} classes",
+                    f"added {added}" if added else "",
+                    f"removed {removed}" if removed else "",
+                )
+                if part
+            )
+            raise ValueError(
+                f"checkpoint {path} belongs to a run with other settings (the dataset's classes changed: "
+                f"{change}). Use a new output folder, or do not resume (--resume none), to start this one afresh."
+            )
 
     # Settings that may change between a run and its resumption without changing what is being trained.
     _RESUMABLE_CHANGES = frozenset(
@@ -259,6 +334,8 @@ class Trainer:
         if main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             (self.output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+        # The log holds exactly what the checkpoint has seen: rows past it (logged after it was written) go.
+        self.metrics_log.start(self.iteration if resume is not None else None)
         last_good = (self.output_dir / LAST_CHECKPOINT) if resume is not None else None
         summary: dict = {"iteration": self.iteration, "interrupted": False}
         batches = self._train_batches()
@@ -303,9 +380,12 @@ class Trainer:
                 evaluated = self._evaluate_and_log()
             summary.update(evaluated)
         if main and self.metrics_path.exists():
-            plot_curves(
-                self.metrics_path, self.output_dir / "curves.png", title=config.model, metrics=self.metric_labels
-            )
+            try:  # a damaged log never costs a finished training its reports
+                plot_curves(
+                    self.metrics_path, self.output_dir / "curves.png", title=config.model, metrics=self.metric_labels
+                )
+            except (OSError, ValueError) as error:
+                warnings.warn(f"curves.png not drawn from {self.metrics_path}: {error}", stacklevel=2)
         summary["iteration"] = self.iteration
         if steps:  # the whole run's rate (data loading included), not the last iteration's
             summary["images_per_s"] = steps * images_per_step / train_seconds
@@ -359,6 +439,7 @@ class Trainer:
         )
         evaluator = SemanticEvaluator(self.num_classes, ignore_index=self.config.ignore_index)
         model = self.module
+        self._refuse_non_finite_weights()
         model.eval()
         for batch in tqdm(loader, desc="evaluate", disable=not self.context.is_main, leave=False):
             images = batch["image"].to(self.context.device)
@@ -371,17 +452,23 @@ class Trainer:
             evaluator.update(scores.float(), labels)
         return evaluator.compute()
 
+    def _refuse_non_finite_weights(self) -> None:
+        bad = non_finite_tensors(self.module.state_dict())
+        if bad:
+            raise FloatingPointError(
+                f"the model's weights hold non-finite values ({', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}): "
+                "its predictions would be meaningless, so it is not evaluated"
+            )
+
     def _evaluate_and_log(self) -> dict:
         metrics = self.evaluate()
         self.last_evaluation = {"iter": self.iteration, **metrics}
         row = {"iter": self.iteration, **{k: metrics[k] for k in self.logged_metrics}}
-        self._log(row)
+        self.metrics_log.evaluation(row)
         return row
 
     def _log(self, row: dict) -> None:
-        if self.context.is_main:
-            with open(self.metrics_path, "a") as f:
-                f.write(json.dumps(row) + "\n")
+        self.metrics_log.append(row)
 
     # ---------------------------------------------------------------------------------------- signals
     @contextlib.contextmanager

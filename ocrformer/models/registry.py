@@ -9,6 +9,7 @@ made for and loads it.
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -61,12 +62,18 @@ def create_model(
     Args:
         name: a registered name (``list_models()``).
         num_classes: K; may be left out when ``weights`` are given (read from the classifier's shape).
-        weights: an ocrformer state dict -- converted by ``ocrformer.convert`` or written by ocrformer -- or
-            a path to one (a training checkpoint's ``"model"`` is taken). The model is built for the layout the
-            weights record (``ocrformer.layouts``) with the head widths their shapes give, and loaded strictly.
+        weights: an ocrformer state dict -- converted by ``ocrformer.convert`` or written by ocrformer --, a
+            released HRNet-OCR / openseg / mmsegmentation checkpoint (converted here), or a path to one of these
+            (a training checkpoint's ``"model"`` is taken). The model is built for the layout the weights record
+            (``ocrformer.layouts``) with the head widths their shapes give, and loaded strictly.
         **overrides: any ``OCRNet`` argument.
     """
-    head, _, backbone = name.partition("_") if isinstance(name, str) else ("", "", "")
+    if not isinstance(name, str):
+        raise ValueError(
+            f"create_model: name must be a str (a registered model name, see list_models()), "
+            f"got {type(name).__name__} {name!r}"
+        )
+    head, _, backbone = name.partition("_")
     if head not in _HEADS or backbone not in _BACKBONES:
         raise ValueError(f"unknown model {name!r}; known: {list_models()}")
     kwargs = {**_BACKBONES[backbone], "head": _HEADS[head]}
@@ -84,8 +91,8 @@ def create_model(
 
 
 def read_weights(weights: Mapping | str | Path) -> dict[str, torch.Tensor]:
-    """An ocrformer state dict from a mapping or a file: a converted checkpoint, a ``state_dict()``, or a
-    training checkpoint (its ``"model"``)."""
+    """An ocrformer state dict from a mapping or a file: a converted checkpoint, a ``state_dict()``, a training
+    checkpoint (its ``"model"``), or a released checkpoint (converted by ``ocrformer.convert``)."""
     if isinstance(weights, (str, Path)):
         path = Path(weights)
         if not path.is_file():
@@ -100,12 +107,21 @@ def read_weights(weights: Mapping | str | Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"weights must be a state dict (a mapping of names to tensors), got {type(weights).__name__}")
     if isinstance(weights.get("model"), Mapping) and "_extra_state" in weights["model"]:
         weights = weights["model"]  # a training checkpoint
-    if "_extra_state" not in weights:
-        raise ValueError(
-            "these weights have no _extra_state entry (the layout ocrformer records), so it cannot tell which "
-            "network they belong to: convert a released checkpoint first (python -m ocrformer.convert IN OUT, or "
-            "ocrformer.convert.convert_checkpoint)"
-        )
+    if "_extra_state" not in weights:  # a released checkpoint? (HRNet-OCR, openseg, mmseg: converted here)
+        from ..convert import convert_checkpoint  # here: convert is a command-line module
+
+        try:
+            with warnings.catch_warnings(record=True) as caught:  # keys left out: named, as the converter does
+                warnings.simplefilter("always")
+                weights = convert_checkpoint(weights)
+        except ValueError as error:
+            raise ValueError(
+                "these weights have no _extra_state entry (the layout ocrformer records) and are no released "
+                f"checkpoint ocrformer converts ({error}); convert a released checkpoint first "
+                "(python -m ocrformer.convert IN OUT)"
+            ) from error
+        for warning in caught:
+            warnings.warn(warning.message, stacklevel=3)
     return dict(weights)
 
 
@@ -171,6 +187,11 @@ def create_panoptic_model(
 ) -> PanopticFPN:
     """A Panoptic-FPN preset (``PANOPTIC_PRESETS``), with OCR in its semantic branch unless ``ocr=False``;
     keyword arguments override the preset (any ``PanopticFPN`` argument)."""
+    if not isinstance(name, str):
+        raise ValueError(
+            f"create_panoptic_model: name must be a str (one of {sorted(PANOPTIC_PRESETS)}), "
+            f"got {type(name).__name__} {name!r}"
+        )
     if name not in PANOPTIC_PRESETS:
         raise ValueError(f"unknown panoptic model {name!r}; known: {sorted(PANOPTIC_PRESETS)}")
     return PanopticFPN(num_thing_classes, num_stuff_classes, ocr=ocr, **{**PANOPTIC_PRESETS[name], **overrides})
