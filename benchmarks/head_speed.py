@@ -7,8 +7,9 @@ Cases (B batch, Cin input channels, H x W feature map, K classes; mid 512, key 2
 
 Variants: ``classic`` (``benchmarks/classic_ocr.py``: channel-first tensors, view/permute/bmm, BN after every
 conv, concat before the fuse conv), and ``OCRHead`` loaded with the same weights through ``convert_checkpoint``:
-in eval ``modules`` (``fused_eval=None``: module by module, as in training), ``fused direct`` and ``fused
-winograd`` (the default; see ``ocrformer/fused_eval.py``); in training the one path ``OCRHead`` has.
+in eval ``modules`` (``OCRHead`` itself: module by module, as in training), ``fused direct`` and ``fused
+winograd`` (``FusedOCRHead``, the inference copy ``optimize_for_inference`` builds; see
+``ocrformer/fused_head.py``); in training the one path ``OCRHead`` has.
 
 Before a case is timed, every variant runs on the same input and its outputs are compared with the classic
 head's; past 1e-5 relative (max |diff| / max |classic|; the training forward in float64, past 1e-10, see
@@ -58,7 +59,7 @@ from benchmarks.attention_speed import (  # noqa: E402
 )
 from benchmarks.classic_ocr import ClassicOCRHead, randomize_  # noqa: E402
 from benchmarks.context_modules import PeakMemory, forkserver  # noqa: E402
-from ocrformer import OCRHead  # noqa: E402
+from ocrformer import FusedOCRHead, OCRHead  # noqa: E402
 from ocrformer.convert import convert_checkpoint  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "outputs" / "head_speed"
@@ -120,7 +121,8 @@ def build_models(case: Case, names: list[str] | None = None, seed: int = 0) -> d
         else:
             model = OCRHead(case.in_channels, case.classes, dropout=dropout)
             model.load_state_dict(state, strict=True)
-            model.fused_eval = case.variants[name]
+            if case.variants[name] is not None:  # ocrformer's inference copy, built explicitly
+                model = FusedOCRHead(model.eval(), conv=case.variants[name])
         models[name] = model.train(case.kind == "train")
     return models
 
@@ -296,7 +298,7 @@ def profile_case(case: Case, models: dict[str, nn.Module], inputs: dict, top: in
 def conv_variants(hw: tuple[int, int], repeats: int, cin: int = 720, cout: int = 512) -> str:
     """The head's 3x3 conv alone (B=1, ``cin`` -> ``cout``, bias, ReLU), in the ways it can run on CPU: time
     (round-robin, median of ``repeats``) and float32 error against the float64 conv (max |diff| / max |ref|)."""
-    from ocrformer.fused_eval import _padded_nhwc, winograd_conv3x3  # noqa: PLC0415
+    from ocrformer.winograd import padded_nhwc, winograd_conv3x3, winograd_weight  # noqa: PLC0415
 
     generator = torch.Generator().manual_seed(0)
     h, w = hw
@@ -305,14 +307,15 @@ def conv_variants(hw: tuple[int, int], repeats: int, cin: int = 720, cout: int =
     b64 = torch.rand(cout, generator=generator, dtype=torch.float64) - 0.5
     reference = F.conv2d(x64, w64, b64, padding=1).relu()
     x, weight, bias = x64.float(), w64.float(), b64.float()
+    u = winograd_weight(weight)  # transformed once, as FusedOCRHead does
     last = torch.channels_last
     runs = {
         "oneDNN direct, NCHW (as the classic head)": lambda: F.conv2d(x, weight, bias, padding=1).relu_(),
         "oneDNN direct, channels-last (incl. the NCHW -> NHWC copy)": lambda: F.conv2d(
             x.contiguous(memory_format=last), weight.contiguous(memory_format=last), bias, padding=1
         ).relu_(),
-        "Winograd F(2x2, 3x3), ocrformer.fused_eval (incl. padding copy)": lambda: winograd_conv3x3(
-            _padded_nhwc(x, h + 2 + h % 2, w + 2 + w % 2), weight, bias, relu=True
+        "Winograd F(2x2, 3x3), ocrformer.winograd (incl. padding copy)": lambda: winograd_conv3x3(
+            padded_nhwc(x, h + 2 + h % 2, w + 2 + w % 2), u, bias, relu=True
         )[:, :h, :w].permute(0, 3, 1, 2),
     }
     if torch._nnpack_available():

@@ -33,8 +33,8 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from benchmarks._common import machine_description, round_robin, summarize  # noqa: E402
 from benchmarks._reports import write_reports  # noqa: E402
-from benchmarks.attention_speed import machine_description, round_robin, summarize  # noqa: E402
 from ocrformer import create_model  # noqa: E402
 from ocrformer.backbones.hrnet import FuseUpsample  # noqa: E402
 

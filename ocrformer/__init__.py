@@ -3,6 +3,7 @@
 Public API:
     attend, available_backends, attention_backend   one attention function, several kernels (attention.py)
     OCRDecoder, OCREncoder, OCRHead                  the paper's Section 3.3 view of the OCR head (ocr.py)
+    optimize_for_inference, FusedOCRHead             an explicit, faster inference copy (optimize.py, fused_head.py)
     OCRNet, create_model, list_models                segmentation models on timm backbones (models/)
     PanopticFPN, create_panoptic_model, combine_panoptic
                                                      Panoptic-FPN (+ OCR) on torchvision's Mask R-CNN
@@ -12,13 +13,16 @@ Public API:
 """
 
 from .attention import attend, attention_backend, available_backends, choose_backend
+from .fused_head import FusedOCRHead
 from .models import OCRNet, PanopticFPN, combine_panoptic, create_model, create_panoptic_model, list_models
 from .ocr import DecoderOutput, OCRDecoder, OCREncoder, OCRHead
+from .optimize import optimize_for_inference
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DecoderOutput",
+    "FusedOCRHead",
     "OCRDecoder",
     "OCREncoder",
     "OCRHead",
@@ -32,4 +36,5 @@ __all__ = [
     "create_model",
     "create_panoptic_model",
     "list_models",
+    "optimize_for_inference",
 ]

@@ -32,7 +32,6 @@ from timm.layers import ConvNormAct
 from torch import nn
 
 from .attention import _validate_name, attend
-from .fused_eval import FUSED_EVAL_MODES, fused_eval_applies, fused_eval_forward
 
 __all__ = ["DecoderOutput", "OCRDecoder", "OCREncoder", "OCRHead"]
 
@@ -353,13 +352,10 @@ class OCRHead(nn.Module):
     "aux_logits": (B, K, H, W)}``, both at the resolution of ``feats``. ``feats`` must be floating point in the
     head's dtype (any floating dtype under autocast) with B, H, W >= 1.
 
-    Inference (eval mode, no autograd recording, CPU float32/float64, no autocast or tracing) runs a fused
-    computation of the same function (``ocrformer.fused_eval``: BatchNorm folded into the convs on the fly,
-    channels-last GEMMs, the 3x3 conv by Winograd F(2x2, 3x3)); the attribute ``fused_eval`` picks
-    ``"winograd"`` (default), ``"direct"`` (oneDNN's direct 3x3 conv) or ``None`` (the modules, as in training).
+    ``forward`` always runs the modules (training, export and the reference). For fast inference build
+    ``FusedOCRHead(head)`` -- or ``ocrformer.optimize_for_inference(model)`` for a whole model -- explicitly: the
+    same function with BatchNorm folded, channels-last GEMMs and a choice of 3x3 conv (``ocrformer.fused_head``).
     """
-
-    fused_eval: str | None = "winograd"
 
     def __init__(
         self,
@@ -412,10 +408,6 @@ class OCRHead(nn.Module):
         [0, K) = unlabelled) switch on the GT-OCR oracle, the paper's Fig. 1 upper bound -- an analysis tool,
         since it needs labels at inference: each region is the mean of its ground-truth pixels, and each
         labelled pixel takes its own class's region instead of attending over all of them."""
-        if self.fused_eval not in FUSED_EVAL_MODES:
-            raise ValueError(f"OCRHead.fused_eval must be one of {FUSED_EVAL_MODES}, got {self.fused_eval!r}")
-        if oracle_labels is None and fused_eval_applies(self, feats, region_feats):
-            return fused_eval_forward(self, feats, region_feats)
         if oracle_labels is None:
             decoded = self.decoder(feats, region_feats)
             fused = self.encoder(decoded.pixels, decoded.regions)

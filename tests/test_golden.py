@@ -1,6 +1,6 @@
 """Released networks' outputs, reproduced: every golden fixture of ``../shared/golden`` (outputs of the upstream
 projects' own code) converts, loads strictly and gives the upstream outputs within 1e-4 relative, at both input
-sizes, at the output stride and after the upstream inference's upsampling, with each eval computation of the head.
+sizes, at the output stride and after the upstream inference's upsampling, plain and optimized for inference.
 The fixtures and the comparison: ``tests/helpers/golden.py``. Without ``../shared/golden`` these tests skip and
 say what is missing."""
 
@@ -11,8 +11,8 @@ import torch
 
 from .helpers import golden
 
-# The head's eval computation: the fused inference path (the default, and its direct-conv variant) and the modules.
-FUSED_EVAL = ["winograd", "direct", None]
+# The plain model (None) and its optimize_for_inference copy with either 3x3 conv.
+CONVS = [None, "direct", "winograd"]
 
 
 def within_tolerance(result: dict[str, tuple[float, float]], fixture: str) -> None:
@@ -20,25 +20,25 @@ def within_tolerance(result: dict[str, tuple[float, float]], fixture: str) -> No
     assert not failures, f"{fixture} (max-rel / L2-rel above {golden.TOLERANCE}): " + "; ".join(failures)
 
 
-def run(compare, name: str, fused_eval: str | None) -> dict:
+def run(compare, name: str, conv: str | None) -> dict:
     try:
-        return compare(name, fused_eval)
+        return compare(name, conv)
     except golden.FixtureMissing as missing:
         pytest.skip(str(missing))
 
 
-@pytest.mark.parametrize("fused_eval", FUSED_EVAL)
+@pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("name", list(golden.FULL_MODELS))
-def test_full_model_gives_the_upstream_outputs(name, fused_eval):
-    result = run(golden.compare_full_model, name, fused_eval)
+def test_full_model_gives_the_upstream_outputs(name, conv):
+    result = run(golden.compare_full_model, name, conv)
     assert len(result) >= 12  # both inputs: backbone outputs, logits and aux logits at stride and at input size
     within_tolerance(result, name)
 
 
-@pytest.mark.parametrize("fused_eval", FUSED_EVAL)
+@pytest.mark.parametrize("conv", CONVS)
 @pytest.mark.parametrize("name", list(golden.HEADS))
-def test_openseg_head_gives_the_upstream_outputs(name, fused_eval):
-    result = run(golden.compare_head, name, fused_eval)
+def test_openseg_head_gives_the_upstream_outputs(name, conv):
+    result = run(golden.compare_head, name, conv)
     assert len(result) >= 8
     within_tolerance(result, name)
 

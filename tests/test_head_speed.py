@@ -31,7 +31,7 @@ def test_every_variant_computes_the_classic_function():
         assert parity["dtype"] == ("float64" if case.kind == "train" else "float32")
         assert all(max(e.values()) <= parity["tolerance"] for e in parity["errors"].values())
     fused = bench.build_models(TINY[0])["ocrformer fused winograd"]
-    assert fused.fused_eval == "winograd" and not fused.training
+    assert type(fused).__name__ == "FusedOCRHead" and fused.conv == "winograd" and not fused.training
 
 
 @pytest.mark.parametrize("case", TINY, ids=lambda c: c.kind)
@@ -101,6 +101,6 @@ def test_quick_mode_runs_from_the_command_line(tmp_path):
 def test_conv_variants_table():
     text = bench.conv_variants((6, 9), repeats=1, cin=8, cout=4)
     assert "| oneDNN direct, NCHW (as the classic head) |" in text
-    assert "| Winograd F(2x2, 3x3), ocrformer.fused_eval (incl. padding copy) |" in text
+    assert "| Winograd F(2x2, 3x3), ocrformer.winograd (incl. padding copy) |" in text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "ms" not in line]
     assert all(float(row.split("|")[4]) < 1e-5 for row in rows if "NNPACK" not in row)

@@ -119,7 +119,7 @@ def test_oracle_through_the_model_and_its_errors():
         oracle, plain = model(images, oracle_labels=labels), model(images)
     assert oracle["logits"].shape == (2, 3, 40, 48)
     assert not torch.allclose(oracle["logits"], plain["logits"])
-    with pytest.raises(ValueError, match="head='ocr'"):
+    with pytest.raises(ValueError, match="need an OCRHead"):
         create_model("fcn_tiny", 3)(images, oracle_labels=labels)
     with pytest.raises(ValueError, match=r"oracle_labels must be \(B, H, W\)"):
         model.head(torch.randn(1, 128, 4, 4), oracle_labels=torch.zeros(1, 5, 4, dtype=torch.long))

@@ -31,7 +31,7 @@ each asserting a clear error that names the argument (or file) and what was expe
      ``unhashable type``.
    - sibling ``test_coco_image_size_must_be_ints``: a string height gave a misleading size-mismatch error.
 4. Model and attention inputs
-   - ``test_empty_batch_refused``: B = 0 (``cannot reshape``; ``ZeroDivisionError`` in the fused eval path).
+   - ``test_empty_batch_refused``: B = 0 (``cannot reshape``; ``ZeroDivisionError`` in the fused inference head).
    - ``test_zero_height_or_width_refused``: H or W = 0.
    - ``test_integer_and_bool_images_refused``: uint8/int64/bool images and feature maps.
    - ``test_float64_input_to_float32_model_refused`` (and autocast still runs: ``test_autocast_still_runs``).
@@ -55,7 +55,16 @@ import numpy as np
 import pytest
 import torch
 
-from ocrformer import OCRDecoder, OCREncoder, OCRHead, attend, combine_panoptic, create_model, create_panoptic_model
+from ocrformer import (
+    FusedOCRHead,
+    OCRDecoder,
+    OCREncoder,
+    OCRHead,
+    attend,
+    combine_panoptic,
+    create_model,
+    create_panoptic_model,
+)
 from ocrformer.data import CocoPanoptic, write_synthetic_coco_panoptic
 from ocrformer.evaluation import SemanticEvaluator
 from ocrformer.models.ocrnet import FCNHead
@@ -362,7 +371,10 @@ def test_empty_batch_refused(tiny_model, mode):
         with pytest.raises(ValueError, match=r"images must be non-empty.*got \(0, 3, 32, 32\).*B, H and W >= 1"):
             tiny_model(torch.zeros(0, 3, 32, 32))
         with pytest.raises(ValueError, match=r"feats must be non-empty.*got \(0, 8, 4, 4\).*B, H and W >= 1"):
-            head(torch.zeros(0, 8, 4, 4))  # eval + no_grad: the fused path (was a ZeroDivisionError)
+            head(torch.zeros(0, 8, 4, 4))
+        if mode != "train":  # the fused inference head (was a ZeroDivisionError when it ran inside OCRHead)
+            with pytest.raises(ValueError, match=r"feats must be non-empty.*got \(0, 8, 4, 4\)"):
+                FusedOCRHead(head)(torch.zeros(0, 8, 4, 4))
         with pytest.raises(ValueError, match=r"feats must be non-empty.*got \(0, 8, 4, 4\)"):
             decoder(torch.zeros(0, 8, 4, 4))
         with pytest.raises(ValueError, match=r"pixels must be non-empty.*got \(0, 8, 4, 4\)"):

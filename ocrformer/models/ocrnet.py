@@ -228,7 +228,10 @@ class OCRNet(nn.Module):
         _check_input_dtype(images, "images", next(self.parameters()).dtype, "model")
         if oracle_labels is not None:
             if not isinstance(self.head, OCRHead):
-                raise ValueError("oracle_labels (GT-OCR) need head='ocr'; the FCN head has no regions to replace")
+                raise ValueError(
+                    "oracle_labels (GT-OCR) need an OCRHead: the FCN head has no regions to replace, and an "
+                    "optimize_for_inference copy computes the plain function only"
+                )
             _check_label_tensor(oracle_labels, "oracle_labels")
             if oracle_labels.shape != (images.shape[0], *images.shape[-2:]):
                 raise ValueError(

@@ -5,7 +5,8 @@ multiple of 32, and 58x90, odd at every HRNet level) and the outputs that projec
 (``../shared/golden/README.md``). Protocol (the fixtures' README): convert, load strictly into the matching
 ocrformer model, run in eval mode in float32, and compare the logits and aux logits at the output stride and after
 the upstream inference's own upsampling to the input size (and the backbone outputs where the fixture has them)
-by ``max|out - ref| / max|ref|`` and ``||out - ref|| / ||ref||``; both must be <= 1e-4.
+by ``max|out - ref| / max|ref|`` and ``||out - ref|| / ||ref||``; both must be <= 1e-4 -- for the plain model and
+for its ``optimize_for_inference`` copy (BatchNorm folded, channels-last, the fused head, either 3x3 conv).
 
 ``tests/test_golden.py`` asserts this. ``python -m tests.helpers.golden`` prints the measured errors of every
 fixture (the README's table), and what padding the 58x90 input to a multiple of 32 would cost.
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ocrformer import OCRHead, create_model
+from ocrformer import FusedOCRHead, OCRHead, create_model, optimize_for_inference
 from ocrformer.backbones import FeatureAdapter
 from ocrformer.convert import convert_checkpoint
 from ocrformer.layouts import LAYOUTS
@@ -92,10 +93,12 @@ def build_full_model(name: str):
     return model, inputs, expected
 
 
-def compare_full_model(name: str, fused_eval: str | None) -> dict[str, tuple[float, float]]:
-    """``{what: (max-rel, L2-rel)}`` for every compared tensor of a full-model fixture."""
+def compare_full_model(name: str, conv: str | None) -> dict[str, tuple[float, float]]:
+    """``{what: (max-rel, L2-rel)}`` for every compared tensor of a full-model fixture: the plain model
+    (``conv=None``) or its ``optimize_for_inference`` copy with that 3x3 conv."""
     model, inputs, expected = build_full_model(name)
-    model.head.fused_eval = fused_eval
+    if conv is not None:
+        model = optimize_for_inference(model, conv=conv)
     result = {}
     for input_name, images in inputs.items():
         reference = expected[input_name]
@@ -111,8 +114,8 @@ def compare_full_model(name: str, fused_eval: str | None) -> dict[str, tuple[flo
     return result
 
 
-def compare_head(name: str, fused_eval: str | None) -> dict[str, tuple[float, float]]:
-    """The same for a head fixture: openseg's head on the given features."""
+def compare_head(name: str, conv: str | None) -> dict[str, tuple[float, float]]:
+    """The same for a head fixture: openseg's head on the given features (``conv``: as a ``FusedOCRHead``)."""
     features, kwargs = HEADS[name]
     checkpoint, inputs, expected = load_fixture(name)
     converted = convert_checkpoint(checkpoint)
@@ -121,7 +124,8 @@ def compare_head(name: str, fused_eval: str | None) -> dict[str, tuple[float, fl
     head = OCRHead(num_classes=expected["info"]["num_classes"], region_kernel_size=settings.region_kernel_size,
                    region_dropout=settings.region_dropout, dropout=settings.dropout, **kwargs).eval()  # fmt: skip
     head.load_state_dict({k.removeprefix("head."): v for k, v in converted.items() if k.startswith("head.")})
-    head.fused_eval = fused_eval
+    if conv is not None:
+        head = FusedOCRHead(head, conv=conv)
     align_corners = expected["info"]["align_corners"]
     result = {}
     for input_name, given in inputs.items():
@@ -150,13 +154,13 @@ def padding_error() -> tuple[float, float]:
 
 def main() -> None:
     print(f"Golden fixtures ({GOLDEN}), {datetime.date.today().isoformat()}, torch {torch.__version__}: the "
-          "worst relative error over both inputs and every compared tensor (max-abs / L2), per head computation.\n")
-    print("| fixture | fused winograd (default) | fused direct | plain modules |\n|:--|--:|--:|--:|")
+          "worst relative error over both inputs and every compared tensor (max-abs / L2), plain and optimized.\n")
+    print("| fixture | plain modules | optimized, direct conv | optimized, Winograd conv |\n|:--|--:|--:|--:|")
     for name in [*FULL_MODELS, *HEADS]:
         compare = compare_full_model if name in FULL_MODELS else compare_head
         cells = []
-        for fused_eval in ("winograd", "direct", None):
-            result = compare(name, fused_eval)
+        for conv in (None, "direct", "winograd"):
+            result = compare(name, conv)
             cells.append(f"{max(r[0] for r in result.values()):.1e} / {max(r[1] for r in result.values()):.1e}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     max_rel, l2_rel = padding_error()

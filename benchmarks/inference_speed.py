@@ -1,0 +1,225 @@
+"""Inference and training speed on the CPU: the OCR head and the whole OCRNet, plain against optimized.
+
+Cases (one run measures every ratio it reports; float32, no gradients unless training):
+    head eval     B=1, 720 -> 512/256 channels, K=19, at 128x256 (Cityscapes), 64x128 and 32x64:
+                  ``classic`` (benchmarks/classic_ocr.py, the HRNet-OCR code's formulation), ``OCRHead`` (its
+                  modules: what ``forward`` runs), ``fused direct`` / ``fused winograd`` (``FusedOCRHead``, what
+                  ``optimize_for_inference`` builds, with either 3x3 conv)
+    model eval    ``ocrnet_hrnet_w48`` on 1x3x512x1024: ``plain`` against ``optimize_for_inference(conv=...)``
+                  (BatchNorm folded by torch.fx, channels-last, the fused head), and with ``compile=True``
+    train step    B=2, 720 channels, 64x128, K=19: forward + backward + SGD step, ``classic`` against ``OCRHead``
+
+Before anything is timed each variant's outputs are compared with the reference's (the classic head; the plain
+model; in training, the classic head in float64); past the tolerance the script exits with status 2 instead of
+timing different functions. Timing: round-robin, warm-up round first (it includes torch.compile's compilation,
+whose time is reported apart), median [min-max] of the repeats (``benchmarks/_common.py``).
+
+Run from the repository root:  python benchmarks/inference_speed.py [--quick] [--repeats 5] [--no-compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import shlex
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # run as a script without installing the package
+    sys.path.insert(0, str(REPO_ROOT))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from benchmarks._common import machine_description, relative_error, time_round_robin  # noqa: E402
+from benchmarks._reports import write_reports  # noqa: E402
+from benchmarks.classic_ocr import ClassicOCRHead, randomize_  # noqa: E402
+from ocrformer import FusedOCRHead, OCRHead, create_model, optimize_for_inference  # noqa: E402
+from ocrformer.convert import convert_checkpoint  # noqa: E402
+
+DEFAULT_OUT = REPO_ROOT / "outputs" / "inference_speed"
+TOLERANCE = {"head": 1e-5, "model": 1e-4, "train": 1e-10}  # relative, max |diff| / max |reference|
+
+
+class ParityError(RuntimeError):
+    """A variant computes another function than the reference: timing it would compare different things."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    head_channels: tuple[int, int, int]  # in, mid, key
+    head_sizes: tuple[tuple[int, int], ...]
+    model: str
+    model_size: tuple[int, int]
+    train_size: tuple[int, int]
+
+
+FULL = Sizes((720, 512, 256), ((128, 256), (64, 128), (32, 64)), "ocrnet_hrnet_w48", (512, 1024), (64, 128))
+QUICK = Sizes((48, 32, 16), ((32, 64), (16, 32), (8, 16)), "ocrnet_hrnet_w18_small_v2", (64, 128), (16, 32))
+CLASSES = 19
+
+
+def heads(sizes: Sizes, dropout: float = 0.05, seed: int = 0) -> tuple[ClassicOCRHead, OCRHead]:
+    """The classic head, randomised (BatchNorm statistics included), and an OCRHead loaded from it."""
+    cin, mid, key = sizes.head_channels
+    classic = randomize_(ClassicOCRHead(cin, CLASSES, mid_channels=mid, key_channels=key, dropout=dropout), seed)
+    head = OCRHead(cin, CLASSES, mid_channels=mid, key_channels=key, dropout=dropout)
+    state = convert_checkpoint(classic.state_dict())
+    head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
+    return classic, head
+
+
+def check(kind: str, label: str, outputs: dict[str, dict], reference: str) -> dict[str, float]:
+    """Each variant's worst relative error against the reference's outputs; ``ParityError`` past the tolerance."""
+    errors = {
+        name: max(relative_error(out[k], outputs[reference][k]) for k in ("logits", "aux_logits"))
+        for name, out in outputs.items()
+        if name != reference
+    }
+    bad = {name: e for name, e in errors.items() if e > TOLERANCE[kind]}
+    if bad:
+        raise ParityError(f"{label}: {bad} above {TOLERANCE[kind]:g} against {reference} -- refusing to time")
+    return errors
+
+
+def head_case(sizes: Sizes, hw: tuple[int, int], warmup: int, repeats: int) -> dict:
+    classic, head = heads(sizes)
+    variants = {
+        "classic": classic.eval(),
+        "OCRHead": head.eval(),
+        "fused direct": FusedOCRHead(head, conv="direct"),
+        "fused winograd": FusedOCRHead(head, conv="winograd"),
+    }
+    feats = torch.randn(1, sizes.head_channels[0], *hw, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        errors = check("head", f"head {hw}", {n: m(feats) for n, m in variants.items()}, "classic")
+        ms = time_round_robin({n: (lambda m=m: m(feats)) for n, m in variants.items()}, warmup, repeats)
+    return {"case": f"head eval, {sizes.head_channels[0]} ch, {hw[0]}x{hw[1]}", "baseline": "classic", "ms": ms,
+            "errors": errors}  # fmt: skip
+
+
+def calibrated(model: nn.Module, images: torch.Tensor) -> nn.Module:
+    """``model`` with BatchNorm statistics from one pass over ``images``: a random deep network with fresh
+    statistics grows its activations layer after layer until float32 rounding dominates the comparison. (Used on
+    the backbone only: the OCR head's BatchNorms over the K region vectors of one image would get near-zero
+    variances, whose 1 / sqrt(var + eps) amplifies rounding instead.)"""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average: after one pass, that pass's statistics
+    with torch.no_grad():
+        model.train()(images)
+    for norm in norms:
+        norm.momentum = 0.1
+    return model.eval()
+
+
+def model_case(sizes: Sizes, warmup: int, repeats: int, compile: bool) -> dict:
+    torch.manual_seed(0)
+    images = torch.randn(1, 3, *sizes.model_size, generator=torch.Generator().manual_seed(2))
+    plain = create_model(sizes.model, CLASSES)
+    calibrated(plain.backbone, images)
+    plain.eval()
+    variants = {
+        "plain": plain,
+        "optimized direct": optimize_for_inference(plain, conv="direct"),
+        "optimized winograd": optimize_for_inference(plain, conv="winograd"),
+    }
+    compile_s = None
+    with torch.no_grad():
+        if compile:
+            variants["optimized direct + compile"] = optimize_for_inference(plain, conv="direct", compile=True)
+            start = time.perf_counter()
+            variants["optimized direct + compile"](images)  # compiles
+            compile_s = time.perf_counter() - start
+        errors = check("model", sizes.model, {n: m(images) for n, m in variants.items()}, "plain")
+        ms = time_round_robin({n: (lambda m=m: m(images)) for n, m in variants.items()}, warmup, repeats)
+    h, w = sizes.model_size
+    return {"case": f"{sizes.model} eval, 1x3x{h}x{w}", "baseline": "plain", "ms": ms, "errors": errors,
+            "compile_seconds": compile_s}  # fmt: skip
+
+
+def train_case(sizes: Sizes, warmup: int, repeats: int) -> dict:
+    classic, head = heads(sizes, dropout=0.0)  # dropout off: the two steps compute the same thing
+    feats = torch.randn(2, sizes.head_channels[0], *sizes.train_size, generator=torch.Generator().manual_seed(3))
+    labels = torch.randint(0, CLASSES, (2, *sizes.train_size), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():  # parity in float64 (the training forward's BatchNorms amplify float32 rounding)
+        outputs = {n: copy.deepcopy(m).double().train()(feats.double()) for n, m in (("classic", classic), ("OCRHead", head))}  # noqa: E501
+    errors = check("train", "train step", outputs, "classic")
+
+    def step_of(model: nn.Module):
+        model.train()
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+        def step():
+            out = model(feats)
+            loss = F.cross_entropy(out["logits"], labels) + 0.4 * F.cross_entropy(out["aux_logits"], labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        return step
+
+    ms = time_round_robin({"classic": step_of(classic), "OCRHead": step_of(head)}, warmup, repeats)
+    h, w = sizes.train_size
+    return {"case": f"train step, B=2, {sizes.head_channels[0]} ch, {h}x{w}", "baseline": "classic", "ms": ms,
+            "errors": errors}  # fmt: skip
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        "# Inference and training speed: plain against optimized",
+        "",
+        f"{report['date']}, {report['machine']}; median [min-max] of {report['repeats']} repeats after "
+        f"{report['warmup']} warm-up round(s); `{report['command']}`",
+        "",
+        "| case | variant | ms: median [min-max] | vs baseline (its ms / this ms) | parity (max rel. error) |",
+        "|:--|:--|--:|--:|--:|",
+    ]
+    for case in report["cases"]:
+        base = case["ms"][case["baseline"]]["median"]
+        for name, s in case["ms"].items():
+            ratio = f"{base / s['median']:.2f}x ({base:.4g} / {s['median']:.4g})" if name != case["baseline"] else "1"
+            error = f"{case['errors'][name]:.1e}" if name in case["errors"] else "reference"
+            lines.append(f"| {case['case']} | {name} | {s['median']:.4g} [{s['min']:.4g}-{s['max']:.4g}] | {ratio} | "
+                         f"{error} |")  # fmt: skip
+        if case.get("compile_seconds") is not None:
+            lines.append(f"| | (torch.compile's first call: {case['compile_seconds']:.0f} s) | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="narrow widths and small sizes (the machinery only)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile variant")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    try:
+        cases = [head_case(sizes, hw, args.warmup, args.repeats) for hw in sizes.head_sizes]
+        cases.append(model_case(sizes, args.warmup, args.repeats, compile=not args.no_compile))
+        cases.append(train_case(sizes, args.warmup, args.repeats))
+    except ParityError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    report = {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine_description("cpu"),
+        "command": "python benchmarks/inference_speed.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "cases": cases,
+    }
+    write_reports(args.out, "inference_speed", report, markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""``FusedOCRHead``: ``OCRHead``'s eval function computed with fewer passes and FLOPs, for inference.
+
+Built explicitly -- ``FusedOCRHead(head)``, or for a whole model ``ocrformer.optimize_for_inference(model)`` --
+from an ``OCRHead`` whose weights it snapshots; ``OCRHead`` itself always runs its modules (the reference, and
+the only path that trains). Rebuild it after changing the head's weights.
+
+What it does differently (every step is exact algebra; only the floating-point rounding differs):
+
+- **BatchNorm folded into the convs** once, when it is built (``torch.nn.utils.fusion.fuse_conv_bn_weights``):
+  ``BN(W x) = (s W) x + (beta - s mean)`` with ``s = gamma / sqrt(var + eps)``.
+- **One channels-last (NHWC) layout** for the whole head: the input is transposed once (in cache-sized channel
+  blocks; not at all when it is channels-last already, as in an ``optimize_for_inference`` model); every 1x1
+  conv then runs on ``(pixels, channels)`` rows as oneDNN's channels-last conv, bias in its epilogue, with no
+  permutes between layers.
+- **The 3x3 conv** as oneDNN's direct conv on that buffer (``conv="direct"``) or by Winograd F(2x2, 3x3)
+  (``conv="winograd"``, ``ocrformer.winograd``: 4/9 of the multiply-adds; which is faster depends on the machine
+  and the size -- ``benchmarks/`` measures both).
+- **out_proj moved in front of the encoder's weighted sum** (one head and ``K <= key_channels``, i.e. it saves
+  FLOPs): ``out_proj`` is linear and its folded BatchNorm affine, and each attention row sums to 1, so
+  ``ReLU(W_up (P v) + b) = ReLU(P (W_up v) + b)``: the projection runs on the K region values instead of the N
+  pixels.
+- **No concatenation before the fuse conv**: ``W [a; b] = W_a a + W_b b``, two GEMMs accumulating in one buffer.
+
+Both attention steps go through ``ocrformer.attend`` with the head's backend (``"auto"``: the measured table,
+e.g. ``split_keys`` for the decoder's few queries over many keys on the CPU).
+
+Shape legend as in ``ocrformer.ocr``: B batch, K classes, Cin input channels, C mid channels, Dr region-branch
+channels, Dk key channels, h heads, N = H * W pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+from .attention import attend
+from .ocr import OCRHead, _check_feature_map
+from .winograd import copy_nhwc, padded_nhwc, winograd_conv3x3, winograd_weight
+
+__all__ = ["CONV_MODES", "FusedOCRHead"]
+
+CONV_MODES = ("direct", "winograd")
+
+
+def _folded(conv_norm_act: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of a ``ConvNormAct``'s conv with its eval-mode BatchNorm folded in."""
+    conv, bn = conv_norm_act.conv, conv_norm_act.bn
+    weight, bias = fuse_conv_bn_weights(
+        conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+    )
+    return weight.detach().clone(), bias.detach().clone()
+
+
+# Pixel maps live as rows (B * H * W, C) of a channels-last layout: 1x1 convs, bmm and addmm all read them
+# without copies.
+def _as_map(rows: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Rows (B * H * W, C) -> a channels-last (B, C, H, W) view of the same memory; shape = (B, H, W)."""
+    return rows.view(*shape, -1).permute(0, 3, 1, 2)
+
+
+def _as_rows(feature_map: torch.Tensor) -> torch.Tensor:
+    """A (B, C, H, W) map -> rows (B * H * W, C); a view when the map is channels-last (a copy otherwise)."""
+    return feature_map.permute(0, 2, 3, 1).reshape(-1, feature_map.shape[1])
+
+
+def _conv1x1(rows: torch.Tensor, shape: tuple[int, int, int], weight: torch.Tensor, bias: torch.Tensor | None):
+    """A 1x1 conv on rows -> rows, as a channels-last ``F.conv2d``: oneDNN adds the bias in its epilogue and was
+    ~10% faster than ``torch.addmm`` here at every width of the head (measured)."""
+    return _as_rows(F.conv2d(_as_map(rows, shape), weight, bias))
+
+
+def _linear_relu(rows: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """A folded 1x1 conv + ReLU on a few rows (the K region vectors): (M, Cin) -> (M, Cout)."""
+    return torch.addmm(bias, rows, weight.flatten(1).t()).relu_()
+
+
+class FusedOCRHead(nn.Module):
+    """An inference snapshot of ``head`` (see the module docstring).
+
+    Args:
+        head: the ``OCRHead`` to compute; its weights and BatchNorm statistics are read once, here.
+        conv: the 3x3 conv's algorithm, ``"direct"`` (oneDNN) or ``"winograd"``.
+
+    ``forward(feats (B, Cin, H, W), region_feats=None)`` -> ``{"logits", "aux_logits"}`` (B, K, H, W), the
+    function of ``head.eval()``. Inference only: it refuses to run in training mode or on inputs that require
+    gradients, and has no GT-OCR oracle (use the ``OCRHead``).
+    """
+
+    def __init__(self, head: OCRHead, *, conv: str = "direct") -> None:
+        super().__init__()
+        if not isinstance(head, OCRHead):
+            raise TypeError(f"FusedOCRHead needs an OCRHead, got {type(head).__name__}")
+        if conv not in CONV_MODES:
+            raise ValueError(f"conv must be one of {CONV_MODES}, got {conv!r}")
+        decoder, encoder = head.decoder, head.encoder
+        self.conv = conv
+        self.in_channels, self.region_in_channels = decoder.in_channels, decoder.region_in_channels
+        self.num_classes, self.num_heads, self.backend = decoder.num_classes, encoder.num_heads, head.backend
+        self.region_kernel_size = decoder.key_proj.conv.kernel_size[0]
+        with torch.no_grad():
+            value_weight, value_bias = _folded(decoder.value_proj)
+            self.register_buffer("value_bias", value_bias)
+            if conv == "winograd":
+                self.register_buffer("value_weight", winograd_weight(value_weight))  # (16, Cin, C), once
+            else:
+                self.register_buffer("value_weight", value_weight.contiguous(memory_format=torch.channels_last))
+            for name, module in (
+                ("key", decoder.key_proj),
+                ("query0", encoder.query_proj[0]),
+                ("query1", encoder.query_proj[1]),
+                ("region_key0", encoder.key_proj[0]),
+                ("region_key1", encoder.key_proj[1]),
+                ("region_value", encoder.value_proj),
+                ("up", encoder.out_proj),
+                ("fuse", encoder.fuse),
+            ):
+                weight, bias = _folded(module)
+                self.register_buffer(f"{name}_weight", weight)
+                self.register_buffer(f"{name}_bias", bias)
+            self.register_buffer("queries", decoder.queries.detach().clone())  # (K, Dr)
+            self.register_buffer("query_bias", decoder.query_bias.detach().clone())
+            self.register_buffer("classifier_weight", head.classifier.weight.detach().flatten(1).clone())
+            self.register_buffer("classifier_bias", head.classifier.bias.detach().clone())
+        self.eval()  # an inference snapshot: built in eval mode
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}, num_classes={self.num_classes}, conv={self.conv!r}, " + (
+            f"num_heads={self.num_heads}, backend={self.backend!r}"
+        )
+
+    # ------------------------------------------------------------------------------------------ forward
+    def forward(self, feats: torch.Tensor, region_feats: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        dtype = self.queries.dtype
+        _check_feature_map(feats, self.in_channels, "feats", "in_channels", dtype)
+        batch, _, height, width = feats.shape
+        if region_feats is not None:
+            _check_feature_map(region_feats, self.region_in_channels, "region_feats", "region_in_channels", dtype)
+            if region_feats.shape[0] != batch or region_feats.shape[2:] != feats.shape[2:]:
+                raise ValueError(
+                    f"region_feats {tuple(region_feats.shape)} must match feats {tuple(feats.shape)} "
+                    "in batch size and spatial size"
+                )
+        if self.training or (torch.is_grad_enabled() and feats.requires_grad):
+            raise RuntimeError(
+                "FusedOCRHead is an inference snapshot (no training mode, no gradients): train the OCRHead it was "
+                "built from, then build it again"
+            )
+        with torch.no_grad():  # its buffers are written in place (out=), which autograd cannot record
+            return self._forward(feats, region_feats, (batch, height, width))
+
+    def _forward(self, feats, region_feats, shape):
+        batch, height, width = shape
+        pixel_count = height * width
+        pixel_rows, keys = self._pixels_and_keys(feats, region_feats, shape)  # (B * N, C), (B, N, Dr)
+        # The soft regions: aux logits (the attention logits plus the per-class bias, which the spatial softmax
+        # ignores), and the regions as the decoder's cross-attention of the K queries over the N pixels.
+        logits = torch.matmul(self.queries, keys.transpose(1, 2))  # (B, K, N)
+        region_logits = (logits + self.query_bias[:, None]).view(batch, -1, height, width)
+        del logits
+        q = self.queries.expand(batch, 1, *self.queries.shape)  # (B, 1, K, Dr)
+        regions = attend(q, keys[:, None], pixel_rows.view(batch, 1, pixel_count, -1), scale=1.0,
+                         backend=self.backend)[:, 0]  # fmt: skip  # (B, K, C)
+        del keys, q
+        fused = self._encoder(pixel_rows, regions, shape)  # rows (B * N, C)
+        logits_out = torch.baddbmm(
+            self.classifier_bias[:, None],
+            self.classifier_weight.expand(batch, *self.classifier_weight.shape),
+            fused.view(batch, pixel_count, -1).transpose(1, 2),
+        )
+        return {"logits": logits_out.view(batch, -1, height, width), "aux_logits": region_logits}
+
+    def _pixels_and_keys(self, feats, region_feats, shape) -> tuple[torch.Tensor, torch.Tensor]:
+        """value_proj = ReLU(BN(conv3x3(feats))) as rows (B * N, C), and the decoder's keys, ReLU(BN(conv(region
+        features))), as (B, N, Dr)."""
+        batch, height, width = shape
+        padding = self.region_kernel_size // 2
+        if self.conv == "direct":
+            # One channels-last copy of feats (none if it is channels-last already, as in an optimized model),
+            # which both convs read, padding in oneDNN's kernels.
+            x = feats
+            if not feats.is_contiguous(memory_format=torch.channels_last):
+                x = copy_nhwc(feats, feats.new_empty(batch, height, width, feats.shape[1])).permute(0, 3, 1, 2)
+            pixels = _as_rows(F.conv2d(x, self.value_weight, self.value_bias, padding=1).relu_())
+            source = x if region_feats is None else region_feats
+            keys = _as_rows(F.conv2d(source, self.key_weight, self.key_bias, padding=padding).relu_())
+            return pixels, keys.view(batch, height * width, -1)
+        padded = padded_nhwc(feats, height + 2 + height % 2, width + 2 + width % 2)
+        pixels = winograd_conv3x3(padded, self.value_weight, self.value_bias, relu=True)
+        if height % 2 or width % 2:
+            pixels = pixels[:, :height, :width].contiguous()
+        if region_feats is None:  # the padded buffer's interior; its border is a 3x3 conv's padding
+            start = 1 - padding
+            source = padded[:, start : start + height + 2 * padding, start : start + width + 2 * padding]
+            keys = F.conv2d(source.permute(0, 3, 1, 2), self.key_weight, self.key_bias)
+        else:
+            keys = F.conv2d(region_feats, self.key_weight, self.key_bias, padding=padding)
+        return pixels.view(batch * height * width, -1), _as_rows(keys.relu_()).view(batch, height * width, -1)
+
+    def _encoder(self, pixel_rows: torch.Tensor, regions: torch.Tensor, shape) -> torch.Tensor:
+        """OCREncoder on pixel rows (B * N, C) and regions (B, K, C) -> fused rows (B * N, C_out)."""
+        heads, channels = self.num_heads, pixel_rows.shape[1]
+        batch, n = shape[0], shape[1] * shape[2]
+        num_regions = regions.shape[1]
+        q = _conv1x1(pixel_rows, shape, self.query0_weight, self.query0_bias).relu_()
+        q = _conv1x1(q, shape, self.query1_weight, self.query1_bias).relu_()  # (B * N, Dk)
+        region_rows = regions.reshape(-1, channels)
+        k = _linear_relu(_linear_relu(region_rows, self.region_key0_weight, self.region_key0_bias),
+                         self.region_key1_weight, self.region_key1_bias)  # fmt: skip  # (B * K, Dk)
+        v = _linear_relu(region_rows, self.region_value_weight, self.region_value_bias)  # (B * K, Dk)
+        key_channels = q.shape[1]
+        d = key_channels // heads
+        q = q.view(batch, n, heads, d).transpose(1, 2)  # (B, h, N, d), a view
+        k = k.view(batch, num_regions, heads, d).transpose(1, 2)  # (B, h, K, d)
+        v = v.view(batch, num_regions, heads, d).transpose(1, 2)
+        if heads == 1 and num_regions <= key_channels:
+            # out_proj on the K region values (B, 1, K, C), then the attention-weighted sum: fewer FLOPs than
+            # projecting N contexts. (With several heads the projected contexts would be h copies of (N, C).)
+            projected = torch.matmul(v, self.up_weight.flatten(1).t())
+            up = attend(q, k, projected, scale=d**-0.5, backend=self.backend)  # (B, 1, N, C)
+            up = up.view(batch * n, -1).add_(self.up_bias).relu_()
+        else:
+            context = attend(q, k, v, scale=d**-0.5, backend=self.backend)  # (B, h, N, d)
+            context = context.transpose(1, 2).reshape(batch * n, key_channels)
+            up = _conv1x1(context, shape, self.up_weight, self.up_bias).relu_()
+        del q
+        # fuse(cat([context, pixels])) without the concatenation: input channels [context, pixels].
+        fused = _conv1x1(up, shape, self.fuse_weight[:, :channels], self.fuse_bias)
+        del up
+        return fused.addmm_(pixel_rows, self.fuse_weight[:, channels:].flatten(1).t()).relu_()

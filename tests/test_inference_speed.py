@@ -1,0 +1,34 @@
+"""benchmarks/inference_speed.py: parity before timing, and the report of a quick run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from benchmarks import inference_speed as bench
+
+
+def test_a_variant_of_another_function_is_refused():
+    reference = {"logits": torch.ones(2, 3), "aux_logits": torch.ones(2, 3)}
+    close = {k: v * (1 + 1e-7) for k, v in reference.items()}
+    other = {k: v * (1 + 1e-3) for k, v in reference.items()}
+    assert bench.check("head", "case", {"classic": reference, "same": close}, "classic")["same"] < 1e-6
+    with pytest.raises(bench.ParityError, match="case: .*'other'.*refusing to time"):
+        bench.check("head", "case", {"classic": reference, "same": close, "other": other}, "classic")
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_case(tmp_path):
+    assert bench.main(["--quick", "--repeats", "1", "--warmup", "0", "--no-compile", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "inference_speed.json").read_text())
+    names = [case["case"] for case in report["cases"]]
+    assert len([n for n in names if n.startswith("head eval")]) == 3
+    assert any(n.startswith("ocrnet_hrnet_w18_small_v2 eval") for n in names) and names[-1].startswith("train step")
+    for case in report["cases"]:
+        assert case["baseline"] in case["ms"] and all(s["median"] > 0 for s in case["ms"].values())
+        assert all(error <= 1e-4 for error in case["errors"].values())
+    model = next(case for case in report["cases"] if "eval, 1x3x" in case["case"])
+    assert set(model["ms"]) == {"plain", "optimized direct", "optimized winograd"}
+    assert "| train step, B=2, 48 ch, 16x32 | OCRHead |" in (tmp_path / "inference_speed.md").read_text()
