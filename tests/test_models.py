@@ -179,3 +179,25 @@ def test_sync_batchnorm_conversion_keeps_the_segmentation_fuse():
     assert all(m.mode == "bilinear-twice" for m in converted.modules() if isinstance(m, FuseUpsample))
     with torch.no_grad():
         assert relative_error(converted(images)["logits"], expected) <= 1e-6
+
+
+def test_given_targets_the_model_returns_its_named_weighted_losses():
+    """OCRNet's loss contract (as PanopticFPN's, torchvision's and detectron2's): model(images, targets) -> the
+    named, weighted loss terms; their sum is what the trainer optimises."""
+    from ocrformer.losses import OCRLoss
+
+    torch.manual_seed(0)
+    model = create_model("ocrnet_tiny", 3, loss=OCRLoss(aux_weight=0.25, ignore_index=7)).train()
+    images, labels = torch.randn(2, 3, 24, 20), torch.randint(0, 3, (2, 24, 20))
+    labels[:, :3] = 7
+    torch.manual_seed(1)
+    losses = model(images, labels)
+    assert set(losses) == {"loss_main", "loss_aux"} and all(v.dim() == 0 for v in losses.values())
+    torch.manual_seed(1)  # the same dropout masks
+    out = model(images)
+    expected = OCRLoss(aux_weight=0.25, ignore_index=7)(out, labels)
+    assert all(torch.allclose(losses[k], expected[k]) for k in expected)
+    sum(losses.values()).backward()
+    assert all(p.grad is not None for p in model.parameters())
+    default = create_model("fcn_tiny", 3, ignore_index=9)
+    assert default.criterion.ignore_index == 9 and default.criterion.aux_weight == 0.4

@@ -64,16 +64,13 @@ class PanopticTrainer(Trainer):
                 raise ValueError(f"PanopticTrainer needs a panoptic dataset (CocoPanoptic); train_set has no {name}")
         super().__init__(config, train_set, val_set, **kwargs)
 
-    def _build_model(self) -> torch.nn.Module:
+    def build_model(self) -> torch.nn.Module:
         data = self.train_set
         return create_panoptic_model(
             self.config.model, data.num_thing_classes, data.num_stuff_classes, **self.config.model_kwargs
         )
 
-    def _build_criterion(self) -> None:
-        return None  # the model computes its own losses
-
-    def _checkpoint_extras(self) -> dict:
+    def checkpoint_extras(self) -> dict:
         data = self.train_set
         return {
             "thing_classes": list(data.thing_classes),
@@ -82,7 +79,7 @@ class PanopticTrainer(Trainer):
             "stuff_category_ids": list(data.stuff_category_ids),
         }
 
-    def _losses(self, batch: tuple[list, list[dict]]) -> dict[str, torch.Tensor]:
+    def losses(self, batch: tuple[list, list[dict]]) -> dict[str, torch.Tensor]:
         images, targets = batch
         device = self.context.device
         images = [image.to(device, non_blocking=True) for image in images]

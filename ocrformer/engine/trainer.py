@@ -85,11 +85,10 @@ class Trainer:
         self.metrics_log = MetricsLog(self.metrics_path, enabled=self.context.is_main)
         torch.manual_seed(config.seed + self.context.rank)
 
-        model = self._build_model().to(self.context.device)
+        model = self.build_model().to(self.context.device)
         if self.context.is_distributed:
             model = self._prepare_for_ranks(model)
         self.model = model  # wrapped in DistributedDataParallel only while fit() trains
-        self.criterion = self._build_criterion()
         self.optimizer = torch.optim.SGD(
             self.module.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
@@ -99,30 +98,36 @@ class Trainer:
         self.last_evaluation: dict | None = None  # the latest evaluate() inside fit(), with its "iter"
         self._stop_signal: int | None = None
 
-    # ------------------------------------------------------------------------------------------ set-up
-    # What a task (semantic segmentation here; see ``PanopticTrainer``) changes: the model, its loss, how a
-    # batch is collated, the evaluation and the metrics logged from it.
+    # ------------------------------------------------------------------------------- the task's hooks
+    # What a task (semantic segmentation here; ``PanopticTrainer`` overrides them for Panoptic-FPN) decides:
+    # the model (which returns its named, weighted losses when given targets), how a batch is collated and fed
+    # to it, the evaluation and the metrics logged from it, and what a checkpoint carries besides the state.
     collate_fn = None  # the DataLoader default: stack the dicts' tensors
     logged_metrics: tuple[str, ...] = ("miou", "acc", "macc")
     metric_labels: dict[str, str] = {"miou": "mIoU"}  # plotted in curves.png
 
-    def _build_model(self) -> torch.nn.Module:
-        return create_model(
-            self.config.model, self.num_classes, weights=self.config.weights, **self.config.model_kwargs
-        )
-
-    def _build_criterion(self) -> torch.nn.Module | None:
+    def build_model(self) -> torch.nn.Module:
+        """The model to train: ``create_model(config.model)`` with the config's loss (``OCRLoss``)."""
         config = self.config
-        return OCRLoss(
+        loss = OCRLoss(
             aux_weight=config.aux_weight,
             ignore_index=config.ignore_index,
             class_weights=config.resolved_class_weights(self.num_classes),
             ohem=config.ohem,
             ohem_threshold=config.ohem_threshold,
             ohem_min_kept=config.ohem_min_kept,
-        ).to(self.context.device)
+        )
+        return create_model(config.model, self.num_classes, weights=config.weights, loss=loss, **config.model_kwargs)
 
-    def _checkpoint_extras(self) -> dict:
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        """One training batch -> the model's named, weighted loss terms (float32; their sum is optimised)."""
+        images = batch["image"].to(self.context.device, non_blocking=True)
+        labels = batch["label"].to(self.context.device, non_blocking=True)
+        with self._autocast():
+            losses = self.model(images, labels, **self._oracle(labels))
+        return {name: value.float() for name, value in losses.items()}
+
+    def checkpoint_extras(self) -> dict:
         """Saved beside the training state, for tools that read a checkpoint without the dataset."""
         return {
             "classes": list(getattr(self.train_set, "classes", [])),
@@ -217,7 +222,7 @@ class Trainer:
             "rng": rng,
             "iteration": self.iteration,
             "config": dataclasses.asdict(self.config),
-            **self._checkpoint_extras(),
+            **self.checkpoint_extras(),
             "world_size": self.context.world_size,
             "num_threads": torch.get_num_threads(),
         }
@@ -392,7 +397,7 @@ class Trainer:
         return summary
 
     def _step(self, batch, last_good: Path | None) -> dict:
-        losses = self._losses(batch)
+        losses = self.losses(batch)
         loss = sum(losses.values())
         self._check_finite(loss, losses, last_good)
         self.optimizer.zero_grad(set_to_none=True)
@@ -401,14 +406,6 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         return {"loss": loss.item(), **{name: value.item() for name, value in losses.items()}}
-
-    def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        """One training batch -> named, weighted loss terms (their sum is optimised)."""
-        images = batch["image"].to(self.context.device, non_blocking=True)
-        labels = batch["label"].to(self.context.device, non_blocking=True)
-        with self._autocast():
-            outputs = self.model(images, **self._oracle(labels))
-        return self.criterion({k: v.float() for k, v in outputs.items()}, labels)
 
     def _oracle(self, labels: torch.Tensor) -> dict:
         return {"oracle_labels": labels} if self.config.oracle else {}

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..backbones import create_backbone, default_features
 from ..layouts import FORMAT, check_signature, get_layout, signature
+from ..losses import OCRLoss
 from ..ocr import (
     OCRHead,
     _check_dropout,
@@ -95,6 +96,8 @@ class OCRNet(nn.Module):
         mid_channels, key_channels, num_heads, backend: see ``OCRHead``.
         dropout, region_channels, region_kernel_size, region_dropout: see ``OCRDecoder``/``OCREncoder``;
             ``None``: the layout's values for this backbone.
+        loss: the ``OCRLoss`` that ``forward(images, targets)`` returns (default: cross-entropy + 0.4 x
+            cross-entropy on ``aux_logits``, ``ignore_index`` as the model's).
         backbone_kwargs: extra ``timm.create_model`` arguments (``output_stride``, ``out_indices``, ...) and
             ``features`` (how OCR reads the backbone, see ``ocrformer.backbones``).
 
@@ -130,6 +133,7 @@ class OCRNet(nn.Module):
         region_dropout: float | None = None,
         backend: str = "auto",
         ignore_index: int = 255,
+        loss: OCRLoss | None = None,
         backbone_kwargs: dict | None = None,
     ) -> None:
         super().__init__()
@@ -177,6 +181,8 @@ class OCRNet(nn.Module):
         self.layout = layout
         self.input_channels = spec.input_channels
         self.ignore_index = ignore_index
+        # The loss the model returns when given targets (no learned state: the state dict does not change).
+        self.criterion = OCRLoss(ignore_index=ignore_index) if loss is None else loss
         self._signature = signature(
             features=features,
             stride=info.stride,
@@ -205,13 +211,25 @@ class OCRNet(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected, errors)
 
     # ---------------------------------------------------------------------------------------------- forward
-    def forward(self, images: torch.Tensor, *, oracle_labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        oracle_labels: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Without ``targets``: the logits (see the class docstring). With ``targets`` (B, H, W) labels: the
+        named, already weighted loss terms of ``self.criterion`` (``{"loss_main", "loss_aux"}``; the total is
+        their sum), as torchvision's and detectron2's models return theirs -- ``Trainer`` optimises the sum."""
         out = self.logits_at_stride(images, oracle_labels=oracle_labels)
         size = images.shape[-2:]
-        return {
+        out = {
             name: F.interpolate(logits, size=size, mode="bilinear", align_corners=self.align_corners)
             for name, logits in out.items()
         }
+        if targets is None:
+            return out
+        return self.criterion({name: logits.float() for name, logits in out.items()}, targets)
 
     def logits_at_stride(
         self, images: torch.Tensor, *, oracle_labels: torch.Tensor | None = None
