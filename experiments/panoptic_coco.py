@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 from ocrformer.data import write_synthetic_coco_panoptic  # noqa: E402
-from ocrformer.engine import DistributedContext, TrainConfig, load_checkpoint  # noqa: E402
+from ocrformer.engine import DistributedContext, TrainConfig, build_datasets, load_checkpoint  # noqa: E402
 from ocrformer.engine.checkpoint import is_training_checkpoint  # noqa: E402
 from ocrformer.engine.cli import (  # noqa: E402
     add_run_arguments,
@@ -44,7 +44,7 @@ from ocrformer.engine.cli import (  # noqa: E402
     run_on_every_rank,
     run_settings,
 )
-from ocrformer.engine.panoptic import PanopticTrainer, build_panoptic_datasets  # noqa: E402
+from ocrformer.engine.panoptic import PanopticTrainer  # noqa: E402
 from ocrformer.engine.reports import panoptic_table, plot_panoptic_examples, plot_pq_bars, save_results  # noqa: E402
 from ocrformer.models import PANOPTIC_PRESETS  # noqa: E402
 
@@ -158,7 +158,7 @@ def run(args: argparse.Namespace, context: DistributedContext) -> int:
         configs = {variant: variant_config(args, variant, data_root) for variant in args.variants}
     results, trainers = {}, {}
     for variant, config in configs.items():
-        train_set, val_set = build_panoptic_datasets(config)
+        train_set, val_set = build_datasets(config)
         trainer = PanopticTrainer(config, train_set, val_set, context=context, max_eval_images=args.val_images)
         started = time.perf_counter()
         if args.eval_only:

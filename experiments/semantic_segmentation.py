@@ -33,6 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
+from ocrformer.data import dataset_names  # noqa: E402
 from ocrformer.engine import (  # noqa: E402
     DistributedContext,
     TrainConfig,
@@ -62,7 +63,7 @@ REAL_DEFAULTS = {"iterations": 80_000, "batch_size": 2, "crop": "512,1024", "lr"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--dataset", default="synthetic", choices=["synthetic", "cityscapes", "ade20k", "folder"])
+    p.add_argument("--dataset", default="synthetic", choices=dataset_names("semantic"))
     p.add_argument("--data-root", help="dataset folder (see README: the layouts each dataset expects)")
     p.add_argument("--classes-json", help="class names and palette of a 'folder' dataset")
     p.add_argument("--model", default="ocrnet_tiny", help="registered OCR model; the FCN variant uses fcn_<backbone>")

@@ -456,12 +456,34 @@ def test_build_dataset(tmp_path, cityscapes_root, ade_root):
     assert len(build_dataset("folder", tmp_path / "out" / "val", classes_json=None)) == 2  # None = the default
     (tmp_path / "out" / "val" / "classes.json").rename(tmp_path / "elsewhere.json")
     assert len(build_dataset("folder", tmp_path / "out", split="val", classes_json=tmp_path / "elsewhere.json")) == 2
-    with pytest.raises(ValueError, match=r"unknown dataset 'voc'.*\['synthetic', 'cityscapes', 'ade20k', 'folder'\]"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'voc'.*\['synthetic', 'cityscapes', 'ade20k', 'folder', 'coco_"):
         build_dataset("voc")
     with pytest.raises(ValueError, match="needs root"):
         build_dataset("cityscapes")
     with pytest.raises(ValueError, match="takes no root"):
         build_dataset("synthetic", tmp_path)
+
+
+def test_adding_a_dataset_is_one_registration():
+    """One register_dataset call and the name works everywhere: build_dataset, TrainConfig, build_datasets (with
+    the entry's default splits) and the semantic experiment's --dataset choices."""
+    from ocrformer.data import DATASETS, DatasetEntry, dataset_names, register_dataset
+    from ocrformer.engine import TrainConfig, build_datasets
+
+    def tiny(root, split, transforms, **kwargs):
+        return SyntheticContextSegmentation(split or "train", num_images=3, transforms=transforms, **kwargs)
+
+    register_dataset(DatasetEntry("tiny_context", "semantic", tiny, splits=("train", "val"), needs_root=False))
+    try:
+        assert "tiny_context" in dataset_names("semantic") and len(build_dataset("tiny_context")) == 3
+        train, val = build_datasets(TrainConfig(dataset="tiny_context", crop_size=(32, 32)))
+        assert (train.split, val.split) == ("train", "val") and train[0]["image"].shape == (3, 32, 32)
+        with pytest.raises(ValueError, match="registered already"):
+            register_dataset(DatasetEntry("tiny_context", "semantic", tiny))
+    finally:
+        DATASETS.pop("tiny_context")
+    with pytest.raises(ValueError, match="dataset must be one of .*got 'voc'"):
+        TrainConfig(dataset="voc")
 
 
 def test_public_api():

@@ -201,3 +201,16 @@ def test_given_targets_the_model_returns_its_named_weighted_losses():
     assert all(p.grad is not None for p in model.parameters())
     default = create_model("fcn_tiny", 3, ignore_index=9)
     assert default.criterion.ignore_index == 9 and default.criterion.aux_weight == 0.4
+
+
+def test_how_ocr_reads_a_backbone_comes_from_the_model_not_its_name():
+    """timm's registry says HRNet; feature_info says dilated (last two maps at one stride) or not."""
+    cases = {
+        ("hrnet_w18_small", ()): ("hrnet", 4),
+        ("seresnext26d_32x4d", ()): ("last_two", 8),  # a ResNet of another name: dilated to stride 8
+        ("resnet18", (("output_stride", 32),)): ("last", 32),  # not dilated: the deepest map
+        ("convnext_atto", ()): ("last", 32),
+    }
+    for (name, kwargs), (features, stride) in cases.items():
+        _, adapter, info = create_backbone(name, **dict(kwargs))
+        assert (info.features, info.stride, adapter.features) == (features, stride, features), name

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from ocrformer.data import write_synthetic_coco_panoptic
-from ocrformer.engine import TrainConfig
-from ocrformer.engine.panoptic import PanopticTrainer, build_panoptic_datasets
+from ocrformer.engine import TrainConfig, build_datasets
+from ocrformer.engine.panoptic import PanopticTrainer
 
 from .helpers.runs import REPO, run_script, stop_after
 
@@ -30,7 +30,7 @@ def test_trainer_few_iterations_then_pq(coco_root, tmp_path, ocr):
     config = TrainConfig(model="panoptic_fpn_tiny", model_kwargs={"ocr": ocr, **TINY}, dataset="coco_panoptic",
                          data_root=str(coco_root), batch_size=2, iterations=3, lr=0.01, lr_schedule="step",
                          lr_steps=(2,), warmup_iters=1, output_dir=str(tmp_path), log_every=1)  # fmt: skip
-    train_set, val_set = build_panoptic_datasets(config)
+    train_set, val_set = build_datasets(config)
     trainer = PanopticTrainer(config, train_set, val_set)
     before = {k: v.clone() for k, v in trainer.module.state_dict().items() if v.is_floating_point()}
     summary = trainer.fit()
@@ -59,17 +59,17 @@ def _config(coco_root, output_dir, **overrides):
 def test_resume_continues_exactly(coco_root, tmp_path):
     """Stopped after 2 of 4 iterations (as SIGTERM would stop it) and resumed: the same weights and losses as
     the uninterrupted run -- the RPN/RoI samplers' random draws are restored with the RNG state."""
-    straight = PanopticTrainer(_config(coco_root, tmp_path / "straight"), *build_panoptic_datasets(
+    straight = PanopticTrainer(_config(coco_root, tmp_path / "straight"), *build_datasets(
         _config(coco_root, tmp_path)))  # fmt: skip
     straight.val_set = None
     straight.fit()
 
     config = _config(coco_root, tmp_path / "resumed")
-    first = PanopticTrainer(config, build_panoptic_datasets(config)[0])
+    first = PanopticTrainer(config, build_datasets(config)[0])
     stop_after(first, 2)
     assert first.fit()["interrupted"]
     resumed_config = _config(coco_root, tmp_path / "resumed", resume="auto")
-    resumed = PanopticTrainer(resumed_config, build_panoptic_datasets(resumed_config)[0])
+    resumed = PanopticTrainer(resumed_config, build_datasets(resumed_config)[0])
     assert resumed.fit()["iteration"] == 4
     expected, actual = straight.module.state_dict(), resumed.module.state_dict()
     for name in expected:

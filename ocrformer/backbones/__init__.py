@@ -1,6 +1,6 @@
 """Backbones for OCR: timm feature extractors, how OCR reads them, HRNet's segmentation fuse, the FPN trunk."""
 
-from .features import FEATURES, BackboneInfo, FeatureAdapter, FPNBackbone, create_backbone, default_features
+from .features import FEATURES, BackboneInfo, FeatureAdapter, FPNBackbone, create_backbone, family, features_of
 from .hrnet import FUSE_MODES, use_segmentation_fuse
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "FPNBackbone",
     "FeatureAdapter",
     "create_backbone",
-    "default_features",
+    "family",
+    "features_of",
     "use_segmentation_fuse",
 ]

@@ -3,14 +3,16 @@ what the OCR head reads.
 
 Shape legend: B batch, Cin channels of the head input, H/s x W/s the feature map at the backbone's stride s.
 
-How OCR reads the backbone (``features``):
-    ``"hrnet"``     HRNetV2: the four branch outputs (strides 4, 8, 16, 32) upsampled to stride 4 and
-                    concatenated (720 channels for W48) -- the HRNet-OCR input. The regions are predicted from
-                    the same features. The fuse layers upsample as the segmentation codebases do
-                    (``ocrformer.backbones.hrnet``), not as timm's classification HRNet does.
-    ``"last_two"``  dilated ResNet (``output_stride=8``): OCR on the last stage, the soft regions from the
-                    stage before, as in the ResNet-101 OCRNet.
-    ``"last"``      any other timm model: the deepest feature map for both.
+How OCR reads the backbone (``features``), read from the model itself (timm's registry and ``feature_info``),
+not guessed from its name:
+    ``"hrnet"``     an HRNet (a model of timm's ``hrnet`` module): the four branch outputs (strides 4, 8, 16, 32)
+                    upsampled to stride 4 and concatenated (720 channels for W48) -- the HRNet-OCR input. The
+                    regions are predicted from the same features. The fuse layers upsample as the segmentation
+                    codebases do (``ocrformer.backbones.hrnet``), not as timm's classification HRNet does.
+    ``"last_two"``  a dilated network, whose last two feature maps have one stride (``feature_info``): OCR on the
+                    last, the soft regions from the one before, as in the ResNet-101 OCRNet. Models of timm's
+                    ``resnet`` module are dilated to output stride 8 unless told otherwise.
+    ``"last"``      any other: the deepest feature map for both.
 
 The timm model is used as it is, so its parameter names are timm's: for HRNet they are the
 names of the HRNet-Semantic-Segmentation code, and released HRNet-OCR backbones load without renaming.
@@ -29,18 +31,25 @@ from torch import nn
 
 from .hrnet import use_segmentation_fuse
 
-__all__ = ["FEATURES", "BackboneInfo", "FPNBackbone", "FeatureAdapter", "create_backbone", "default_features"]
+__all__ = ["FEATURES", "BackboneInfo", "FPNBackbone", "FeatureAdapter", "create_backbone", "family", "features_of"]
 
 FEATURES = ("hrnet", "last_two", "last")
 
 
-def default_features(name: str) -> str:
-    """How OCR reads the timm model ``name`` (see the module docstring), from its name."""
-    if name.startswith("hrnet"):
+def family(name: str) -> str:
+    """``"hrnet"``, ``"resnet"`` or ``"other"``: the timm module that defines the model ``name``."""
+    for module in ("hrnet", "resnet"):
+        if timm.models.is_model_in_modules(name, [module]):
+            return module
+    return "other"
+
+
+def features_of(body: nn.Module, name: str) -> str:
+    """How OCR reads a timm ``features_only`` body (see the module docstring), from its ``feature_info``."""
+    if family(name) == "hrnet":
         return "hrnet"
-    if name.startswith(("resnet", "resnext", "seresnet", "wide_resnet")):
-        return "last_two"
-    return "last"
+    strides = body.feature_info.reduction()
+    return "last_two" if len(strides) >= 2 and strides[-1] == strides[-2] else "last"
 
 
 class FeatureAdapter(nn.Module):
@@ -68,19 +77,15 @@ class FeatureAdapter(nn.Module):
         return f"features={self.features!r}, align_corners={self.align_corners}"
 
 
-def _timm_features(
-    name: str, features: str, *, pretrained: bool, checkpoint_path: str | Path | None, **kwargs
-) -> nn.Module:
-    if features == "hrnet":
-        # Raw branch outputs (no classification "incre" blocks), the four branches only (not the stem).
-        kwargs.setdefault("feature_location", "")
-        kwargs.setdefault("out_indices", (1, 2, 3, 4))
-    elif features == "last_two":
-        kwargs.setdefault("output_stride", 8)
-        kwargs.setdefault("out_indices", (-2, -1))
-    else:
-        kwargs.setdefault("out_indices", (-1,))
-    return _create_features_only(name, pretrained=pretrained, checkpoint_path=checkpoint_path, **kwargs)
+def _timm_defaults(name: str, kwargs: dict) -> dict:
+    """``timm.create_model`` settings for OCR: HRNet's raw branch outputs (not the classification "incre" blocks)
+    without the stem; a ResNet dilated to output stride 8, its last two stages."""
+    kind = family(name)
+    if kind == "hrnet":
+        return {"feature_location": "", "out_indices": (1, 2, 3, 4), **kwargs}
+    if kind == "resnet":
+        return {"output_stride": 8, "out_indices": (-2, -1), **kwargs}
+    return {"out_indices": (-2, -1), **kwargs}
 
 
 def _create_features_only(name: str, *, pretrained: bool, checkpoint_path: str | Path | None, **kwargs) -> nn.Module:
@@ -126,8 +131,8 @@ def create_backbone(
         pretrained: ``False`` (default) builds randomly initialised weights -- nothing is downloaded. ``True``
             asks timm for its released weights, which needs a network connection.
         checkpoint_path: a local weights file (timm/ImageNet layout) to initialise from; no network needed.
-        features: ``"hrnet"``, ``"last_two"`` or ``"last"`` (see the module docstring); chosen from the name
-            when ``None``.
+        features: ``"hrnet"``, ``"last_two"`` or ``"last"`` (see the module docstring); read from the built
+            model when ``None``.
         align_corners: for the HRNet fuse and concatenation upsampling (``True`` in HRNet-OCR).
         hrnet_fuse: how HRNet's fuse layers upsample: ``"bilinear"`` (HRNet-OCR, openseg) or
             ``"bilinear-twice"`` (mmsegmentation); see ``ocrformer.backbones.hrnet``.
@@ -138,9 +143,10 @@ def create_backbone(
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('_')[0]}*")[:10]
         raise ValueError(f"backbone {name!r} is not a timm model; similar names: {close}")
-    features = default_features(name) if features is None else features
+    kwargs = _timm_defaults(name, timm_kwargs)
+    body = _create_features_only(name, pretrained=pretrained, checkpoint_path=checkpoint_path, **kwargs)
+    features = features_of(body, name) if features is None else features
     adapter = FeatureAdapter(features, align_corners=align_corners)
-    body = _timm_features(name, features, pretrained=pretrained, checkpoint_path=checkpoint_path, **timm_kwargs)
     if features == "hrnet":
         use_segmentation_fuse(body, hrnet_fuse, align_corners)
     if ceil_pool:

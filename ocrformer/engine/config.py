@@ -63,8 +63,12 @@ class TrainConfig:
     log_every: int = 10
 
     def __post_init__(self) -> None:
+        from ..data import dataset_names
+
         if self.amp not in _AMP:
             raise ValueError(f"amp must be one of {_AMP}, got {self.amp!r}")
+        if self.dataset not in dataset_names():
+            raise ValueError(f"dataset must be one of {dataset_names()} (ocrformer.data), got {self.dataset!r}")
         for name in ("batch_size", "val_batch_size", "iterations", "checkpoint_every", "log_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -115,27 +119,35 @@ class TrainConfig:
 
 
 def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
-    """The (train, val) datasets the config names, with training augmentation and evaluation transforms."""
-    from ..data import EvalTransform, TrainTransform, build_dataset
+    """The (train, val) datasets the config names (``ocrformer.data.DATASETS``: its default splits unless the
+    config names others), with the task's training augmentation and evaluation transforms.
 
-    train_transform = TrainTransform(
-        config.crop_size,
-        scale_range=config.scale_range,
-        flip=config.flip,
-        jitter=config.jitter,
-        ignore_index=config.ignore_index,
+    Semantic datasets: random rescale, crop, flip and jitter (``TrainTransform``), none for evaluation. Panoptic
+    ones: random flips only -- scale augmentation is Mask R-CNN's own, which resizes every image to its
+    ``min_size`` (one drawn per image when that is a tuple) and would undo a rescale here."""
+    from ..data import (
+        DATASETS,
+        EvalTransform,
+        PanopticEvalTransform,
+        PanopticTrainTransform,
+        TrainTransform,
+        build_dataset,
     )
-    splits = {
-        "cityscapes": ("train", "val"),
-        "ade20k": ("training", "validation"),
-        "synthetic": ("train", "val"),
-        "folder": ("train", "val"),
-    }
-    if config.dataset not in splits:
-        raise ValueError(f"dataset must be one of {sorted(splits)}, got {config.dataset!r}")
-    train_split = config.train_split or splits[config.dataset][0]
-    val_split = config.val_split or splits[config.dataset][1]
+
+    entry = DATASETS[config.dataset]
+    if entry.task == "panoptic":
+        train_transform, eval_transform = PanopticTrainTransform(flip=config.flip), PanopticEvalTransform()
+    else:
+        train_transform = TrainTransform(
+            config.crop_size,
+            scale_range=config.scale_range,
+            flip=config.flip,
+            jitter=config.jitter,
+            ignore_index=config.ignore_index,
+        )
+        eval_transform = EvalTransform()
     extra = {"classes_json": config.classes_json} if config.dataset == "folder" else {}
+    train_split, val_split = config.train_split or entry.splits[0], config.val_split or entry.splits[1]
     train = build_dataset(config.dataset, root=config.data_root, split=train_split, transforms=train_transform, **extra)
-    val = build_dataset(config.dataset, root=config.data_root, split=val_split, transforms=EvalTransform(), **extra)
+    val = build_dataset(config.dataset, root=config.data_root, split=val_split, transforms=eval_transform, **extra)
     return train, val

@@ -17,26 +17,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from ..data import CocoPanoptic, PanopticEvalTransform, PanopticTrainTransform, collate_panoptic
+from ..data import collate_panoptic
 from ..evaluation import PanopticEvaluator, SemanticEvaluator, summarize_pq
 from ..models import create_panoptic_model
 from .config import TrainConfig
 from .trainer import Trainer
 
-__all__ = ["PanopticTrainer", "build_panoptic_datasets"]
-
-
-def build_panoptic_datasets(config: TrainConfig) -> tuple[CocoPanoptic, CocoPanoptic]:
-    """(train, val) ``CocoPanoptic`` sets under ``config.data_root`` (splits ``train``/``val`` unless the config
-    names others), with random flips for training. Scale augmentation is Mask R-CNN's own: it resizes every
-    image to its ``min_size`` (one drawn per image when that is a tuple), which would undo a rescale here."""
-    if config.data_root is None:
-        raise ValueError("a panoptic run needs data_root (a COCO panoptic folder; see docs/datasets.md)")
-    train = CocoPanoptic(
-        config.data_root, config.train_split or "train", transforms=PanopticTrainTransform(flip=config.flip)
-    )
-    val = CocoPanoptic(config.data_root, config.val_split or "val", transforms=PanopticEvalTransform())
-    return train, val
+__all__ = ["PanopticTrainer"]
 
 
 class PanopticTrainer(Trainer):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from timm.layers import ConvNormAct
 from torch import nn
 
-from ..backbones import create_backbone, default_features
+from ..backbones import create_backbone, family
 from ..layouts import FORMAT, check_signature, get_layout, signature
 from ..losses import OCRLoss
 from ..ocr import (
@@ -141,21 +141,21 @@ class OCRNet(nn.Module):
             raise ValueError(f"head must be 'ocr' or 'fcn', got {head!r}")
         spec = get_layout(layout)
         backbone_kwargs = dict(backbone_kwargs or {})
-        features = backbone_kwargs.pop("features", None) or default_features(backbone)
-        head_layout = spec.head(features)
         align_corners = spec.align_corners if align_corners is None else align_corners
-        if features == "last_two":
+        resnet = family(backbone) == "resnet"
+        if resnet:  # the codebase's ResNet stem (timm's own for ocrformer's models)
             backbone_kwargs = {**spec.resnet_stem, **backbone_kwargs}
         self.backbone, self.neck, info = create_backbone(
             backbone,
             pretrained=pretrained,
             checkpoint_path=checkpoint_path,
-            features=features,
             align_corners=align_corners,
             hrnet_fuse=spec.hrnet_fuse,
-            ceil_pool=spec.resnet_ceil_pool and features == "last_two",
+            ceil_pool=spec.resnet_ceil_pool and resnet,
             **backbone_kwargs,
         )
+        features = info.features
+        head_layout = spec.head(features)
         common = {
             "mid_channels": mid_channels,
             "dropout": head_layout.dropout if dropout is None else dropout,
