@@ -15,7 +15,7 @@ Public API:
 from .attention import attend, attention_backend, available_backends, choose_backend
 from .fused_head import FusedOCRHead
 from .models import OCRNet, PanopticFPN, combine_panoptic, create_model, create_panoptic_model, list_models
-from .ocr import DecoderOutput, OCRDecoder, OCREncoder, OCRHead
+from .ocr import DecoderOutput, OCRDecoder, OCRDecoderLayer, OCREncoder, OCRHead
 from .optimize import optimize_for_inference
 
 __version__ = "0.1.0"
@@ -24,6 +24,7 @@ __all__ = [
     "DecoderOutput",
     "FusedOCRHead",
     "OCRDecoder",
+    "OCRDecoderLayer",
     "OCREncoder",
     "OCRHead",
     "OCRNet",

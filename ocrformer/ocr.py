@@ -33,7 +33,7 @@ from torch import nn
 
 from .attention import _validate_name, attend
 
-__all__ = ["DecoderOutput", "OCRDecoder", "OCREncoder", "OCRHead"]
+__all__ = ["DecoderOutput", "OCRDecoder", "OCRDecoderLayer", "OCREncoder", "OCRHead"]
 
 
 def _check_positive_int(**values: int) -> None:
@@ -106,6 +106,44 @@ class DecoderOutput(NamedTuple):
     pixels: torch.Tensor
 
 
+class OCRDecoderLayer(nn.Module):
+    """One cross-attention step of the decoder: region queries attend over the pixels and come out as regions.
+
+    ``forward(queries (B, K, D) or (K, D) shared by the batch, keys (B, N, D), values (B, N, C), *, weights=None)``
+    -> regions (B, K, C):
+    ``softmax_N(scale * queries keys^T) values`` through ``ocrformer.attend`` (scale 1: the classic head takes a
+    plain spatial softmax of the region logits). ``weights`` (B, K, N), rows summing to 1 (or 0 for an empty
+    region), replace the attention -- the GT-OCR oracle passes ground-truth regions this way.
+
+    Parameter-free, so ``OCRDecoder`` runs one with the state-dict keys of the classic head. It is the seam for a
+    multi-layer (Mask2Former-style) decoder: a further layer takes the regions of the one before, projected to
+    queries, over the same pixel keys and values -- one more layer and a projection, not a new head (not built:
+    nothing here measures what it would gain).
+    """
+
+    def __init__(self, *, scale: float = 1.0, backend: str = "auto") -> None:
+        super().__init__()
+        _validate_name(backend, "OCRDecoderLayer(backend=...)")
+        self.scale = scale
+        self.backend = backend
+
+    def forward(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        *,
+        weights: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if weights is not None:
+            return torch.bmm(weights.to(values.dtype), values)  # (B, K, N) @ (B, N, C)
+        q = queries.expand(keys.shape[0], *queries.shape[-2:])[:, None]  # (B, 1, K, D)
+        return attend(q, keys[:, None], values[:, None], scale=self.scale, backend=self.backend)[:, 0]
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, backend={self.backend!r}"
+
+
 class OCRDecoder(nn.Module):
     """Category-query cross-attention: K learned class queries attend over the N pixels.
 
@@ -166,7 +204,7 @@ class OCRDecoder(nn.Module):
         self.region_in_channels = region_in_channels
         self.region_channels = region_channels
         self.num_classes = num_classes
-        self.backend = backend
+        self.layer = OCRDecoderLayer(scale=1.0, backend=backend)
         self.key_proj = ConvNormAct(region_in_channels, region_channels, region_kernel_size)
         self.key_dropout = nn.Dropout2d(region_dropout)
         self.queries = nn.Parameter(torch.empty(num_classes, region_channels))
@@ -213,15 +251,20 @@ class OCRDecoder(nn.Module):
         region_logits = (region_logits + self.query_bias[:, None]).view(batch, -1, height, width)
 
         # (B, 1, K, Dr), shared by the batch; under autocast the keys may be bf16 while the parameter is not.
-        q = self.queries.to(keys.dtype).expand(batch, 1, *self.queries.shape)
-        k = rearrange(keys, "b c h w -> b 1 (h w) c")  # (B, 1, N, Dr)
-        v = rearrange(pixels, "b c h w -> b 1 (h w) c")  # (B, 1, N, C)
-        if region_weights is None:
-            # Scale 1: the classic head takes a plain spatial softmax of the region logits.
-            regions = attend(q, k, v, scale=1.0, backend=self.backend)[:, 0]  # (B, K, C)
-        else:
-            regions = torch.bmm(region_weights.to(v.dtype), v[:, 0])  # (B, K, N) @ (B, N, C)
+        q = self.queries.to(keys.dtype)  # (K, Dr), shared by the batch
+        k = rearrange(keys, "b c h w -> b (h w) c")  # (B, N, Dr)
+        v = rearrange(pixels, "b c h w -> b (h w) c")  # (B, N, C)
+        regions = self.layer(q, k, v, weights=region_weights)  # (B, K, C)
         return DecoderOutput(regions, region_logits, pixels)
+
+    @property
+    def backend(self) -> str:
+        return self.layer.backend
+
+    @backend.setter
+    def backend(self, name: str) -> None:
+        _validate_name(name, "OCRDecoder.backend")
+        self.layer.backend = name
 
 
 def _key_query_projection(in_channels: int, key_channels: int) -> nn.Sequential:

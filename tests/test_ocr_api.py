@@ -198,3 +198,22 @@ def test_head_on_cuda_in_bf16_autocast_tracks_float64(backend):
         actual = head(feats.float().cuda())
     for name in ("logits", "aux_logits"):
         assert relative_error(actual[name].double().cpu(), expected[name]) <= 5e-2
+
+
+def test_the_decoder_layer_is_a_parameter_free_seam(rng):
+    """OCRDecoder runs one OCRDecoderLayer: softmax over the pixels of the query-key products, times the values;
+    it adds no state-dict keys (released checkpoints keep loading) and follows the head's backend."""
+    from ocrformer import OCRDecoderLayer
+
+    layer = OCRDecoderLayer(scale=0.5, backend="matmul")
+    queries = torch.randn(3, 4, generator=rng, dtype=torch.float64)
+    keys = torch.randn(2, 7, 4, generator=rng, dtype=torch.float64)
+    values = torch.randn(2, 7, 5, generator=rng, dtype=torch.float64)
+    expected = torch.softmax(0.5 * queries @ keys.transpose(1, 2), dim=-1) @ values
+    assert relative_error(layer(queries, keys, values), expected) <= 1e-12
+    assert relative_error(layer(queries.expand(2, 3, 4), keys, values), expected) <= 1e-12
+    assert not list(layer.parameters()) and not layer.state_dict()
+    head = OCRHead(8, 3, mid_channels=8, key_channels=4)
+    assert not any("layer" in key for key in head.state_dict())
+    head.backend = "sdpa"
+    assert head.decoder.layer.backend == "sdpa" == head.decoder.backend
