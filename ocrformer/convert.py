@@ -50,7 +50,6 @@ silently; a checkpoint of no known layout is refused with what each layout looks
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import warnings
 from collections.abc import Mapping
@@ -58,6 +57,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ._atomic import atomic_write
 from .layouts import LAYOUTS, layout_signature
 
 __all__ = ["SOURCES", "convert_checkpoint", "detect_source"]
@@ -383,9 +383,7 @@ def main(argv: list[str] | None = None) -> None:
         converted = convert_checkpoint(torch.load(args.input, map_location="cpu", weights_only=True), args.source)
     except ValueError as error:
         raise SystemExit(f"{args.input}: {error}") from error
-    partial = f"{args.output}.partial"  # write beside, then rename: an interrupted run leaves no torn file
-    torch.save(converted, partial)
-    os.replace(partial, args.output)
+    atomic_write(args.output, lambda partial: torch.save(converted, partial))  # no torn file if interrupted
     entry = converted["_extra_state"]
     kind = "HRNet" if entry["features"] == "hrnet" else "dilated ResNet"
     classes = converted["head.classifier.weight"].shape[0]

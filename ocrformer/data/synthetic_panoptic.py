@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,8 @@ from panopticapi.utils import id2rgb
 from PIL import Image
 from pycocotools import mask as mask_utils
 from tqdm.auto import tqdm
+
+from .._atomic import atomic_write_text
 
 __all__ = ["SYNTHETIC_PANOPTIC_CATEGORIES", "write_synthetic_coco_panoptic"]
 
@@ -382,7 +383,7 @@ def _paint_crowd(
             )
             pieces.append((piece_centre, extent, rng.uniform(-0.4, 0.4)))
         masks = [_shape_mask(category_id, piece_centre, extent, angle, rows, cols)
-                 for piece_centre, extent, angle in pieces]  # fmt: skip
+                 for piece_centre, extent, angle in pieces]
         union = np.logical_or.reduce(masks)
         if union.sum() < 1.5 * MIN_VISIBLE_AREA:  # too scattered or too small to be read as one region
             continue
@@ -541,7 +542,5 @@ def _remove_generated(root: Path, parameters: Any) -> None:
 
 
 def _write_json_atomic(path: Path, document: Any) -> None:
-    """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(document, indent=1) + "\n")
-    os.replace(temporary, path)
+    """Write JSON so that a reader never sees half a file (``ocrformer._atomic``)."""
+    atomic_write_text(path, json.dumps(document, indent=1) + "\n")

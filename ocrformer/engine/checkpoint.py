@@ -1,19 +1,17 @@
-"""Checkpoints that survive crashes: written to a temporary file beside the target, then ``os.replace``d
-(atomic on POSIX), so a kill mid-write leaves the previous checkpoint intact. The temporary files of writers
-that were killed (``.NAME.<pid>.partial``) are removed by the next write; a full disk is reported as such, with
-the file that could not be written."""
+"""Checkpoints that survive crashes (written by ``ocrformer._atomic.atomic_write``: a kill mid-write leaves the
+previous checkpoint intact, killed writers' temporary files are removed, a full disk is named), read back with
+errors that name the file, and the RNG state that makes a resume exact."""
 
 from __future__ import annotations
 
-import errno
-import os
 import random
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .._atomic import atomic_write, remove_stale_partials
 
 __all__ = [
     "TRAINING_CHECKPOINT_KEYS",
@@ -28,53 +26,10 @@ __all__ = [
 
 # What ``Trainer.save_checkpoint`` writes (besides extras); a file without them is not a training checkpoint.
 TRAINING_CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "iteration", "config")
-# Below this many free bytes after a failed write, the disk is taken to be full.
-_FULL_DISK_MARGIN = 64 * 2**20
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-def remove_stale_partials(path: Path) -> list[Path]:
-    """Delete ``.NAME.<pid>.partial`` files beside ``path`` left by writers that no longer run (a SIGKILL or a
-    power cut during ``torch.save``); a live process's file is left alone. Returns the files removed."""
-    removed = []
-    for partial in path.parent.glob(f".{path.name}.*.partial"):
-        pid = partial.name[len(path.name) + 2 : -len(".partial")]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            partial.unlink(missing_ok=True)
-            removed.append(partial)
-    return removed
-
-
 def atomic_save(obj: object, path: str | Path) -> Path:
-    """``torch.save(obj, path)`` atomically. Raises ``OSError`` naming ``path`` when it cannot be written (with
-    ``errno.ENOSPC`` and "the disk is full" when that is why); the file previously at ``path`` is then intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(path)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        torch.save(obj, partial)
-        os.replace(partial, path)
-    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as RuntimeError ("unexpected pos")
-        free = shutil.disk_usage(path.parent).free  # with the partial file still there: what the write left
-        kept = f"; the previous {path.name} is intact" if path.exists() else ""
-        if getattr(error, "errno", None) == errno.ENOSPC or free < _FULL_DISK_MARGIN:
-            raise OSError(
-                errno.ENOSPC, f"could not write {path}: the disk is full ({free / 2**20:.0f} MiB free){kept}"
-            ) from error
-        raise OSError(getattr(error, "errno", None) or errno.EIO, f"could not write {path}: {error}{kept}") from error
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
+    """``torch.save(obj, path)`` through ``ocrformer._atomic.atomic_write``: no torn file after a kill; a failed
+    write raises ``OSError`` naming ``path`` (a full disk as such), the file previously at ``path`` intact."""
+    return atomic_write(path, lambda partial: torch.save(obj, partial))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

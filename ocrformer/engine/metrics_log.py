@@ -11,9 +11,10 @@ so it never stops the reports.
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
+
+from .._atomic import atomic_write_text
 
 __all__ = ["MetricsLog", "read_rows"]
 
@@ -55,9 +56,7 @@ class MetricsLog:
             return
         rows = [row for row in read_rows(self.path) if row["iter"] <= resumed_at]
         self._evaluated = {row["iter"] for row in rows if "loss" not in row}
-        partial = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
-        partial.write_text("".join(json.dumps(row) + "\n" for row in rows))
-        os.replace(partial, self.path)
+        atomic_write_text(self.path, "".join(json.dumps(row) + "\n" for row in rows))
 
     def append(self, row: dict) -> None:
         if self.enabled:
