@@ -9,7 +9,7 @@ import ocrformer
 from ocrformer import attend, attention, attention_backend, available_backends
 from ocrformer.attention import BACKENDS, ENV_VAR, choose_backend, key_chunks, unsupported_reasons
 
-from .conftest import cuda, relative_error
+from .helpers.numerics import cuda, relative_error
 
 # (B, heads, Lq, Lk, D, Dv): the decoder shape (few queries, many keys, Dv != D), the encoder shape (many
 # queries, few keys, several heads), and the edge cases of a single query or a single key.
@@ -120,7 +120,7 @@ def test_every_backend_declares_itself():
     assert set(reasons) == set(BACKENDS) == {"matmul", "sdpa", "split_keys", "xformers"}
     assert available_backends(q, k, v) == [name for name, why in reasons.items() if not why]
     assert {"matmul", "sdpa", "split_keys"} <= set(available_backends(q, k, v))
-    assert all(b.description for b in BACKENDS.values())
+    assert all(name == backend.name for name, backend in BACKENDS.items())  # the registry is keyed by name
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU refusal")

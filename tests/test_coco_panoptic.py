@@ -34,17 +34,6 @@ def generated(tmp_path_factory):
     return write_synthetic_coco_panoptic(root, num_train=16, num_val=6, sizes=SIZES, progress=False)
 
 
-@pytest.fixture(scope="module")
-def tiny_source(tmp_path_factory):
-    return write_synthetic_coco_panoptic(tmp_path_factory.mktemp("tiny") / "coco", **TINY)
-
-
-@pytest.fixture
-def tiny(tiny_source, tmp_path):
-    """A private copy of a 3 + 1 image set, for the tests that damage it."""
-    return shutil.copytree(tiny_source, tmp_path / "coco")
-
-
 def read_json(root, split="train"):
     return json.loads((root / "annotations" / f"panoptic_{split}2017.json").read_text())
 
@@ -146,15 +135,15 @@ def test_category_ids_round_trip(generated):
     assert repr(dataset) == f"CocoPanoptic(split='val', 6 images, 3 thing + 3 stuff classes, root='{generated}')"
 
 
-def test_colours_fall_back_to_a_palette(tiny):
-    document = read_json(tiny)
+def test_colours_fall_back_to_a_palette(tiny_coco):
+    document = read_json(tiny_coco)
     for category in document["categories"]:
         del category["color"]
-    write_json(tiny, document)
-    dataset = CocoPanoptic(tiny, "train")
+    write_json(tiny_coco, document)
+    dataset = CocoPanoptic(tiny_coco, "train")
     colours = dataset.thing_colors + dataset.stuff_colors
     assert len(set(colours)) == 6 and all(len(c) == 3 for c in colours)
-    assert CocoPanoptic(tiny, "train").thing_colors == dataset.thing_colors
+    assert CocoPanoptic(tiny_coco, "train").thing_colors == dataset.thing_colors
 
 
 # ----------------------------------------------------------------------------------------- the generator
@@ -240,68 +229,68 @@ def test_generator_rejects_bad_arguments(tmp_path):
 # --------------------------------------------------------------------------------------------- bad data
 
 
-def test_png_id_without_segments_info_entry(tiny):
-    document = read_json(tiny)
+def test_png_id_without_segments_info_entry(tiny_coco):
+    document = read_json(tiny_coco)
     annotation = document["annotations"][1]
     removed = annotation["segments_info"].pop()
-    write_json(tiny, document)
-    dataset = CocoPanoptic(tiny, "train")
+    write_json(tiny_coco, document)
+    dataset = CocoPanoptic(tiny_coco, "train")
     with pytest.raises(ValueError, match=rf"{annotation['file_name']} holds segment id {removed['id']}\b.*no entry"):
         dataset[1]
 
 
-def test_segments_info_id_absent_from_png(tiny):
-    document = read_json(tiny)
+def test_segments_info_id_absent_from_png(tiny_coco):
+    document = read_json(tiny_coco)
     annotation = document["annotations"][0]
     annotation["segments_info"].append({"id": 4242, "category_id": 3, "iscrowd": 0, "bbox": [0, 0, 1, 1], "area": 1})
-    write_json(tiny, document)
-    dataset = CocoPanoptic(tiny, "train")
+    write_json(tiny_coco, document)
+    dataset = CocoPanoptic(tiny_coco, "train")
     with pytest.raises(ValueError, match=rf"{annotation['file_name']} lists segment id 4242 .*does not occur"):
         dataset[0]
 
 
-def test_unknown_category_id(tiny):
-    document = read_json(tiny)
+def test_unknown_category_id(tiny_coco):
+    document = read_json(tiny_coco)
     annotation = document["annotations"][2]
     segment = annotation["segments_info"][0]
     segment["category_id"] = 42
-    write_json(tiny, document)
+    write_json(tiny_coco, document)
     with pytest.raises(ValueError, match=rf"{annotation['file_name']}: segment id {segment['id']} has category_id 42"):
-        CocoPanoptic(tiny, "train")
+        CocoPanoptic(tiny_coco, "train")
 
 
-def test_missing_files(tiny):
-    document = read_json(tiny)
-    jpeg = tiny / "train2017" / document["images"][1]["file_name"]
+def test_missing_files(tiny_coco):
+    document = read_json(tiny_coco)
+    jpeg = tiny_coco / "train2017" / document["images"][1]["file_name"]
     jpeg.unlink()
     with pytest.raises(FileNotFoundError, match=rf"image {jpeg} .*not found"):
-        CocoPanoptic(tiny, "train")
-    png = tiny / "annotations" / "panoptic_val2017" / read_json(tiny, "val")["annotations"][0]["file_name"]
+        CocoPanoptic(tiny_coco, "train")
+    png = tiny_coco / "annotations" / "panoptic_val2017" / read_json(tiny_coco, "val")["annotations"][0]["file_name"]
     png.unlink()
     with pytest.raises(FileNotFoundError, match=rf"PNG {png} .*not found"):
-        CocoPanoptic(tiny, "val")
-    (tiny / "annotations" / "panoptic_val2017.json").unlink()
+        CocoPanoptic(tiny_coco, "val")
+    (tiny_coco / "annotations" / "panoptic_val2017.json").unlink()
     with pytest.raises(FileNotFoundError, match=r"panoptic_val2017\.json .*panoptic_train2017\.json.*Expected layout"):
-        CocoPanoptic(tiny, "val")
-    shutil.rmtree(tiny / "train2017")
+        CocoPanoptic(tiny_coco, "val")
+    shutil.rmtree(tiny_coco / "train2017")
     with pytest.raises(FileNotFoundError, match=r"train2017 is not a folder"):
-        CocoPanoptic(tiny, "train")
+        CocoPanoptic(tiny_coco, "train")
     with pytest.raises(FileNotFoundError, match="COCO panoptic root not found"):
-        CocoPanoptic(tiny / "nowhere", "train")
+        CocoPanoptic(tiny_coco / "nowhere", "train")
 
 
-def test_annotation_of_unknown_image_and_size_mismatch(tiny):
-    document = read_json(tiny)
+def test_annotation_of_unknown_image_and_size_mismatch(tiny_coco):
+    document = read_json(tiny_coco)
     document["annotations"][0]["image_id"] = 999
-    write_json(tiny, document)
+    write_json(tiny_coco, document)
     with pytest.raises(ValueError, match='image_id 999, which is not in its "images" list'):
-        CocoPanoptic(tiny, "train")
+        CocoPanoptic(tiny_coco, "train")
     document["annotations"][0]["image_id"] = document["images"][0]["id"]
-    write_json(tiny, document)
-    png = tiny / "annotations" / "panoptic_train2017" / document["annotations"][0]["file_name"]
+    write_json(tiny_coco, document)
+    png = tiny_coco / "annotations" / "panoptic_train2017" / document["annotations"][0]["file_name"]
     Image.new("RGB", (10, 8)).save(png)
     with pytest.raises(ValueError, match=rf"{png} is \(8, 10\) \(H, W\) but image .* is \(48, 64\)"):
-        CocoPanoptic(tiny, "train")[0]
+        CocoPanoptic(tiny_coco, "train")[0]
 
 
 # -------------------------------------------------------------------------------------------- transforms

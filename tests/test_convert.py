@@ -13,8 +13,8 @@ from benchmarks.classic_ocr import ClassicOCRHead, randomize_
 from ocrformer import OCRHead
 from ocrformer.convert import convert_checkpoint
 
-from .conftest import head_state_dict, relative_error
 from .helpers import released_layouts
+from .helpers.numerics import head_state_dict, relative_error
 
 # A few keys in the layout of the HRNet backbone inside the classic segmentation model.
 HRNET_BACKBONE_KEYS = [
@@ -203,6 +203,7 @@ def test_mmseg_checkpoint_gives_the_same_outputs():
         assert relative_error(actual[name], expected[name]) <= 1e-10
 
 
+@pytest.mark.subprocess
 def test_command_line_round_trip(tmp_path):
     _, state = classic_checkpoint("model.")
     src, dst = tmp_path / "released.pth", tmp_path / "converted.pth"

@@ -174,6 +174,7 @@ def _rank_worker(rank: int, world_size: int, port: int, preds, targets, out_dir)
         dist.destroy_process_group()
 
 
+@pytest.mark.distributed
 def test_two_process_gloo_compute_equals_single_process(tmp_path):
     g = torch.Generator().manual_seed(0)
 

@@ -8,7 +8,7 @@ from ocrformer import FusedOCRHead, OCRHead, fused_head
 from ocrformer.convert import convert_checkpoint
 from ocrformer.winograd import padded_nhwc, winograd_conv3x3, winograd_weight
 
-from .conftest import classic_and_ocrformer, head_state_dict, relative_error
+from .helpers.numerics import classic_and_ocrformer, head_state_dict, relative_error
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
 CONVS = ["winograd", "direct"]
@@ -78,7 +78,7 @@ def test_region_feats_and_the_3x3_region_conv(conv, kernel, rng):
     torch.manual_seed(0)
     for region_in in (None, 6):
         head = OCRHead(8, 3, mid_channels=16, key_channels=8, region_in_channels=region_in, region_channels=5,
-                       region_kernel_size=kernel).double().eval()  # fmt: skip
+                       region_kernel_size=kernel).double().eval()
         feats = torch.randn(2, 8, 5, 7, generator=rng, dtype=torch.float64)
         region_feats = None if region_in is None else torch.randn(2, 6, 5, 7, generator=rng, dtype=torch.float64)
         with torch.no_grad():

@@ -9,7 +9,7 @@ import torch
 
 from benchmarks import hrnet_fuse_speed as bench
 
-from .conftest import relative_error
+from .helpers.numerics import relative_error
 
 
 def test_variants_share_weights_and_differ_only_in_the_fuse():

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from ocrformer.backbones import create_backbone
 from ocrformer.models import OCRNet, create_model, list_models
 
-from .conftest import relative_error
+from .helpers.numerics import relative_error
 
 
 def test_registry_names_and_errors():
@@ -88,7 +88,7 @@ def test_backbone_errors_and_local_checkpoint(tmp_path):
 def test_oracle_regions_are_class_means_and_pixels_take_their_own_region():
     torch.manual_seed(0)
     model = OCRNet("resnet10t", 3, head="ocr", mid_channels=8, key_channels=4, dropout=0.0,
-                   backbone_kwargs={"out_indices": (2,), "features": "last"})  # fmt: skip
+                   backbone_kwargs={"out_indices": (2,), "features": "last"})
     model = model.double().eval()
     head = model.head
     feats = torch.randn(1, 128, 4, 5, dtype=torch.float64)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from ocrformer import OCRDecoder, OCREncoder, OCRHead
 
-from .conftest import cuda, relative_error
+from .helpers.numerics import cuda, relative_error
 
 
 def small_head(**kwargs):
@@ -185,7 +185,7 @@ def test_onnx_export_runs_in_onnxruntime(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.parametrize("backend", ["auto", "xformers", "sdpa", "matmul"])
 def test_head_on_cuda_in_bf16_autocast_tracks_float64(backend):
-    from .conftest import classic_and_ocrformer
+    from .helpers.numerics import classic_and_ocrformer
 
     classic, head = classic_and_ocrformer(48, 19, dtype=torch.float64, mid_channels=64, key_channels=32)
     classic.eval(), head.eval()

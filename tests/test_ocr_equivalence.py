@@ -6,7 +6,7 @@ import torch
 from benchmarks.classic_ocr import ClassicOCRHead, randomize_
 from ocrformer.convert import convert_checkpoint
 
-from .conftest import classic_and_ocrformer, relative_error
+from .helpers.numerics import classic_and_ocrformer, relative_error
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
 

@@ -8,7 +8,7 @@ import torch
 from ocrformer import OCRHead, create_model, fused_head, optimize_for_inference
 from ocrformer.fused_head import FusedOCRHead
 
-from .conftest import relative_error
+from .helpers.numerics import relative_error
 
 SIZES = [(64, 96), (45, 61), (33, 31)]
 NARROW = {"mid_channels": 16, "key_channels": 8}
@@ -18,11 +18,11 @@ MODELS = {
     "resnet50-d8 openseg": lambda: create_model(
         "ocrnet_resnet50_d8", 5, layout="openseg", region_channels=16,
         backbone_kwargs={"output_stride": 8, "stem_width": 8, "channels": (8, 16, 32, 64)}, **NARROW,
-    ),  # fmt: skip
+    ),
     "resnet50-d8 ocrformer": lambda: create_model(
         "ocrnet_resnet50_d8", 5, region_channels=16, backbone_kwargs={"output_stride": 8, "channels": (8, 16, 32, 64)},
         **NARROW,
-    ),  # fmt: skip
+    ),
     "tiny": lambda: create_model("ocrnet_tiny", 5),
     "fcn tiny": lambda: create_model("fcn_tiny", 5),
 }

@@ -51,7 +51,7 @@ def test_fusion_overlap_exactly_half_is_kept():
     panoptic, segments = combine_panoptic(
         torch.full(shape, THING), torch.stack([first, half]), torch.tensor([0.9, 0.8]), torch.tensor([0, 1]),
         thing_class=THING,
-    )  # fmt: skip
+    )
     assert len(segments) == 2 and int((panoptic == 2).sum()) == 8
 
 
@@ -73,7 +73,7 @@ def test_fusion_score_threshold_and_order():
     custom, segments = combine_panoptic(
         torch.full(shape, THING), torch.stack([low]), torch.tensor([0.49]), torch.tensor([0]),
         thing_class=THING, score_threshold=0.4,
-    )  # fmt: skip
+    )
     assert len(segments) == 1
 
 
@@ -86,7 +86,7 @@ def test_fusion_stuff_area_threshold_and_thing_class():
 
     def areas(threshold):
         panoptic, segments = combine_panoptic(semantic, instance[None], torch.tensor([0.9]), torch.tensor([1]),
-                                              thing_class=THING, stuff_area_threshold=threshold)  # fmt: skip
+                                              thing_class=THING, stuff_area_threshold=threshold)
         return panoptic, {(s["isthing"], s["category_id"]): s["area"] for s in segments}
 
     panoptic, kept = areas(24)  # 24 free pixels of stuff 1: "under the threshold" drops only fewer
@@ -106,10 +106,10 @@ def test_scaled_stuff_area():
 def test_fusion_rejects_bad_shapes():
     with pytest.raises(ValueError, match="masks must be"):
         combine_panoptic(torch.zeros(4, 4), torch.zeros(1, 4, 5, dtype=torch.bool), torch.ones(1), torch.zeros(1),
-                         thing_class=1)  # fmt: skip
+                         thing_class=1)
     with pytest.raises(ValueError, match="scores and labels"):
         combine_panoptic(torch.zeros(4, 4), torch.zeros(2, 4, 4, dtype=torch.bool), torch.ones(1), torch.zeros(2),
-                         thing_class=1)  # fmt: skip
+                         thing_class=1)
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -142,7 +142,7 @@ def hand_case(tmp_path):
     _write_png(tmp_path / "pred" / "img.png", pred)
     segments = [{"id": 11, "category_id": 7, "iscrowd": 0, "area": 50, "bbox": [0, 0, 5, 10]},
                 {"id": 12, "category_id": 1, "iscrowd": 0, "area": 25, "bbox": [5, 0, 5, 5]},
-                {"id": 13, "category_id": 1, "iscrowd": 0, "area": 25, "bbox": [5, 5, 5, 5]}]  # fmt: skip
+                {"id": 13, "category_id": 1, "iscrowd": 0, "area": 25, "bbox": [5, 5, 5, 5]}]
     image = {"id": 5, "file_name": "img.jpg", "height": 10, "width": 10}
     ann = {"image_id": 5, "file_name": "img.png", "segments_info": segments}
     gt_json = tmp_path / "gt.json"
@@ -150,7 +150,7 @@ def hand_case(tmp_path):
     pred_segments = [{"id": 1, "category_id": 1}, {"id": 2, "category_id": 1}, {"id": 3, "category_id": 7}]
     pred_json = tmp_path / "pred.json"
     pred_json.write_text(json.dumps({"annotations": [{"image_id": 5, "file_name": "img.png",
-                                                      "segments_info": pred_segments}]}))  # fmt: skip
+                                                      "segments_info": pred_segments}]}))
     return tmp_path, gt_json, pred_json, pred
 
 
@@ -177,7 +177,7 @@ def test_panoptic_evaluator_writes_the_official_format(hand_case):
     root, gt_json, _, pred = hand_case
     # The same prediction as the fusion returns it: contiguous category ids, isthing flags.
     segments = [{"id": 1, "isthing": True, "category_id": 0}, {"id": 2, "isthing": True, "category_id": 0},
-                {"id": 3, "isthing": False, "category_id": 0}]  # fmt: skip
+                {"id": 3, "isthing": False, "category_id": 0}]
     evaluator = PanopticEvaluator(gt_json, root / "gt", root / "eval", thing_category_ids=[1], stuff_category_ids=[7])
     evaluator.update(5, "img.png", torch.from_numpy(pred).int(), segments)
     results = evaluator.compute()
@@ -213,7 +213,7 @@ def _tiny_batch(seed=0, sizes=((64, 80), (72, 64))):
         sem[0, :] = 255
         images.append(torch.rand(3, height, width, generator=g))
         targets.append({"boxes": torch.tensor([[6.0, 4, 40, 30], [20, 34, 58, 60]]), "labels": torch.tensor([1, 3]),
-                        "masks": masks, "sem_seg": sem})  # fmt: skip
+                        "masks": masks, "sem_seg": sem})
     return images, targets
 
 

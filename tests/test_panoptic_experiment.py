@@ -29,7 +29,7 @@ def coco_root(tmp_path_factory):
 def test_trainer_few_iterations_then_pq(coco_root, tmp_path, ocr):
     config = TrainConfig(model="panoptic_fpn_tiny", model_kwargs={"ocr": ocr, **TINY}, dataset="coco_panoptic",
                          data_root=str(coco_root), batch_size=2, iterations=3, lr=0.01, lr_schedule="step",
-                         lr_steps=(2,), warmup_iters=1, output_dir=str(tmp_path), log_every=1)  # fmt: skip
+                         lr_steps=(2,), warmup_iters=1, output_dir=str(tmp_path), log_every=1)
     train_set, val_set = build_datasets(config)
     trainer = PanopticTrainer(config, train_set, val_set)
     before = {k: v.clone() for k, v in trainer.module.state_dict().items() if v.is_floating_point()}
@@ -52,7 +52,7 @@ def test_trainer_few_iterations_then_pq(coco_root, tmp_path, ocr):
 def _config(coco_root, output_dir, **overrides):
     settings = {"model": "panoptic_fpn_tiny", "model_kwargs": {"ocr": True, **TINY}, "dataset": "coco_panoptic",
                 "data_root": str(coco_root), "batch_size": 2, "iterations": 4, "lr": 0.01, "lr_schedule": "step",
-                "lr_steps": (3,), "warmup_iters": 2, "output_dir": str(output_dir), "log_every": 1}  # fmt: skip
+                "lr_steps": (3,), "warmup_iters": 2, "output_dir": str(output_dir), "log_every": 1}
     return TrainConfig(**{**settings, **overrides})
 
 
@@ -60,7 +60,7 @@ def test_resume_continues_exactly(coco_root, tmp_path):
     """Stopped after 2 of 4 iterations (as SIGTERM would stop it) and resumed: the same weights and losses as
     the uninterrupted run -- the RPN/RoI samplers' random draws are restored with the RNG state."""
     straight = PanopticTrainer(_config(coco_root, tmp_path / "straight"), *build_datasets(
-        _config(coco_root, tmp_path)))  # fmt: skip
+        _config(coco_root, tmp_path)))
     straight.val_set = None
     straight.fit()
 
@@ -94,9 +94,10 @@ def run(*args, timeout=600):
     return run_script(SCRIPT, *args, timeout=timeout).stdout
 
 
+@pytest.mark.subprocess
 def test_experiment_tiny_budget_then_eval_only(coco_root, tmp_path):
     out = run("--data-root", str(coco_root), "--model", "panoptic_fpn_tiny", "--iterations", "2",
-              "--batch-size", "2", "--lr-steps", "", "--warmup", "1", "--out", str(tmp_path))  # fmt: skip
+              "--batch-size", "2", "--lr-steps", "", "--warmup", "1", "--out", str(tmp_path))
     assert "| fpn |" in out and "| ocr |" in out
     results = json.loads((tmp_path / "results.json").read_text())["results"]
     assert set(results) == {"fpn", "ocr"} and all(r["iterations"] == 2 for r in results.values())
@@ -106,7 +107,7 @@ def test_experiment_tiny_budget_then_eval_only(coco_root, tmp_path):
     predictions = (tmp_path / "ocr" / "eval" / "predictions.json").read_bytes()
     # The same --out as the training run: the evaluation writes into a folder of its own.
     evaluated = run("--data-root", str(coco_root), "--eval-only", "--checkpoint", str(tmp_path / "ocr" / "last.pth"),
-                    "--out", str(tmp_path))  # fmt: skip
+                    "--out", str(tmp_path))
     assert "| ocr |" in evaluated
     again = json.loads((tmp_path / "eval_ocr_last" / "results.json").read_text())["results"]["ocr"]
     assert again["pq"] == pytest.approx(results["ocr"]["pq"])  # the same weights give the same PQ
@@ -115,11 +116,13 @@ def test_experiment_tiny_budget_then_eval_only(coco_root, tmp_path):
     assert (tmp_path / "ocr" / "eval" / "predictions.json").read_bytes() == predictions
 
 
+@pytest.mark.subprocess
 def test_experiment_names_bad_arguments(tmp_path):
     result = run_script(SCRIPT, "--variants", "fpn,detr", "--out", str(tmp_path), expect=2)
     assert "--variants: unknown ['detr']" in result.stderr
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_quick_default_run(tmp_path):
     out = run("--quick", "--out", str(tmp_path / "out"), "--synthetic-root", str(tmp_path / "data"), timeout=900)
@@ -128,12 +131,14 @@ def test_quick_default_run(tmp_path):
     assert all(r["pq"] > 0.2 for r in results.values())  # the default learns something measurable
 
 
+@pytest.mark.subprocess
+@pytest.mark.distributed
 def test_experiment_two_process_torchrun_gloo(coco_root, tmp_path):
     """DDP over gloo: both ranks train, rank 0 writes; the evaluation gathers every rank's predictions."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     command = [*launcher, str(SCRIPT), "--data-root", str(coco_root), "--model", "panoptic_fpn_tiny",
                "--variants", "ocr", "--iterations", "2", "--batch-size", "1", "--lr-steps", "", "--warmup", "0",
-               "--examples", "1", "--out", str(tmp_path)]  # fmt: skip
+               "--examples", "1", "--out", str(tmp_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

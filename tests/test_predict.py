@@ -58,7 +58,7 @@ def test_predict_converts_a_released_checkpoint_and_feeds_its_channel_order(imag
     shapes = released_layouts.openseg_hrnet_w48_ocr(released_layouts.HRNET_W18_SMALL_V2, 3, c=270, mid=16, key=8)
     torch.save({"state_dict": released_layouts.random_state(shapes, seed=3)}, tmp_path / "openseg.pth")
     main(["--model", "ocrnet_hrnet_w18_small_v2", "--checkpoint", str(tmp_path / "openseg.pth"),
-          "--out", str(tmp_path / "o"), str(image_file)])  # fmt: skip
+          "--out", str(tmp_path / "o"), str(image_file)])
     labels = np.asarray(Image.open(tmp_path / "o" / "street_labels.png"))
 
     model = create_model("ocrnet_hrnet_w18_small_v2", weights=convert_checkpoint(torch.load(tmp_path / "openseg.pth")))
@@ -72,7 +72,7 @@ def test_predict_converts_a_released_checkpoint_and_feeds_its_channel_order(imag
     torch.save({"fc.weight": torch.ones(3)}, tmp_path / "other.pth")
     with pytest.raises(SystemExit, match="neither an ocrformer checkpoint nor a released OCRNet checkpoint"):
         main(["--model", "ocrnet_tiny", "--checkpoint", str(tmp_path / "other.pth"), "--out", str(tmp_path),
-              str(image_file)])  # fmt: skip
+              str(image_file)])
 
 
 def test_a_training_checkpoint_builds_its_model(trained):

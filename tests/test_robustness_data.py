@@ -116,7 +116,7 @@ def checkpoint(tmp_path):
 
 def predict(checkpoint, out, *images):
     main(["--model", "fcn_tiny", "--checkpoint", str(checkpoint), "--out", str(out), "--device", "cpu",
-          *map(str, images)])  # fmt: skip
+          *map(str, images)])
 
 
 def read(path):
@@ -357,5 +357,5 @@ def test_predict_names_a_bad_device(tmp_path, capsys, device):
     image = save_rgb(tmp_path / "a.png")
     with pytest.raises(SystemExit):
         main(["--model", "fcn_tiny", "--checkpoint", str(tmp_path / "x.pth"), "--out", str(tmp_path / "o"),
-              "--device", device, str(image)])  # fmt: skip
+              "--device", device, str(image)])
     assert f"argument --device: expected cpu, cuda or cuda:N, got '{device}'" in capsys.readouterr().err

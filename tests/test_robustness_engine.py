@@ -148,9 +148,10 @@ def test_non_finite_settings_are_refused(setting, value):
         TrainConfig(class_weights=[value, 1.0])
 
 
+@pytest.mark.subprocess
 def test_a_nan_flag_is_named_by_the_script(tmp_path):
     result = run_script(REPO / "experiments" / "semantic_segmentation.py", "--lr", "nan", "--out", str(tmp_path),
-                        expect=2)  # fmt: skip
+                        expect=2)
     assert "--lr: lr must be a finite number, got nan" in result.stderr
 
 
@@ -218,15 +219,16 @@ def test_a_dataset_that_gained_a_class_is_another_run(tmp_path):
     stop_after(first, 2)
     first.fit()
     with pytest.raises(ValueError, match=r"other settings \(the dataset's classes changed: 3 -> 4 classes; added "
-                                         r"\['blue'\]\)"):  # fmt: skip
+                                         r"\['blue'\]\)"):
         make_trainer(toy_config(tmp_path, resume="auto"), ToyWithAnotherClass()).fit()
 
 
 # ------------------------------------------------------------------------------------------------ (12) CLI
+@pytest.mark.subprocess
 @pytest.mark.parametrize("flag, value", [("--seed", "-1"), ("--workers", "-2"), ("--checkpoint-every", "0")])
 def test_bad_run_flags_are_named(tmp_path, flag, value):
     result = run_script(REPO / "experiments" / "semantic_segmentation.py", flag, value, "--out", str(tmp_path),
-                        expect=2)  # fmt: skip
+                        expect=2)
     assert f"{flag} must be >=" in result.stderr
 
 

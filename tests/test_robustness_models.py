@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -65,7 +64,7 @@ from ocrformer import (
     create_model,
     create_panoptic_model,
 )
-from ocrformer.data import CocoPanoptic, write_synthetic_coco_panoptic
+from ocrformer.data import CocoPanoptic
 from ocrformer.evaluation import SemanticEvaluator
 from ocrformer.models.ocrnet import FCNHead
 
@@ -131,7 +130,7 @@ def test_fusion_refuses_soft_masks():
     expected = combine_panoptic(semantic, masks, scores, labels, thing_class=THING, stuff_area_threshold=1)
     for binary in (masks.float(), masks.to(torch.uint8)):  # 0/1 masks of any dtype mean the same
         panoptic, segments = combine_panoptic(semantic, binary, scores, labels, thing_class=THING,
-                                              stuff_area_threshold=1)  # fmt: skip
+                                              stuff_area_threshold=1)
         assert torch.equal(panoptic, expected[0]) and segments == expected[1]
 
 
@@ -194,7 +193,7 @@ def test_fusion_never_emits_empty_segments():
     panoptic, segments = combine_panoptic(
         semantic, torch.stack([first, covered]), torch.tensor([0.9, 0.8]), torch.tensor([0, 1]),
         thing_class=THING, overlap_threshold=1.0, stuff_area_threshold=0,
-    )  # fmt: skip
+    )
     assert all(s["area"] > 0 for s in segments)
     assert [(s["isthing"], s["category_id"]) for s in segments] == [(True, 0), (False, 0)]
     assert sorted(torch.unique(panoptic).tolist()) == [1, 2]  # every listed segment is in the map
@@ -207,17 +206,6 @@ def test_fusion_refuses_masks_on_another_device():
 
 
 # ---------------------------------------------------------------------------------------- 3. COCO reader
-@pytest.fixture(scope="module")
-def coco_source(tmp_path_factory):
-    root = tmp_path_factory.mktemp("robust") / "coco"
-    return write_synthetic_coco_panoptic(root, num_train=2, num_val=1, sizes=((48, 64),), progress=False)
-
-
-@pytest.fixture
-def coco(coco_source, tmp_path):
-    return shutil.copytree(coco_source, tmp_path / "coco")
-
-
 def _json_path(root):
     return root / "annotations" / "panoptic_train2017.json"
 
@@ -230,37 +218,39 @@ def _edit_json(root, edit):
 
 
 @pytest.mark.parametrize("value", ["false", "0", 2, 1.0, None])
-def test_coco_isthing_must_be_0_1_or_bool(coco, value):
+def test_coco_isthing_must_be_0_1_or_bool(tiny_coco, value):
     def edit(document):
         document["categories"][0]["isthing"] = value
 
-    document = _edit_json(coco, edit)
+    document = _edit_json(tiny_coco, edit)
     category = document["categories"][0]
-    with pytest.raises(ValueError, match=rf"{_json_path(coco)}: category id {category['id']} \('{category['name']}'\)"
-                                         rf" has isthing {value!r}.*0, 1, false or true"):  # fmt: skip
-        CocoPanoptic(coco, "train")
+    json_path = _json_path(tiny_coco)
+    with pytest.raises(ValueError, match=rf"{json_path}: category id {category['id']} \('{category['name']}'\)"
+                                         rf" has isthing {value!r}.*0, 1, false or true"):
+        CocoPanoptic(tiny_coco, "train")
 
 
-def test_coco_isthing_bools_are_accepted(coco):
+def test_coco_isthing_bools_are_accepted(tiny_coco):
     def edit(document):
         for category in document["categories"]:
             category["isthing"] = bool(category["isthing"])
 
-    _edit_json(coco, edit)
-    dataset = CocoPanoptic(coco, "train")
+    _edit_json(tiny_coco, edit)
+    dataset = CocoPanoptic(tiny_coco, "train")
     assert dataset.num_thing_classes == 3 and dataset.num_stuff_classes == 3
 
 
 @pytest.mark.parametrize("value", [["a", 0, 0], [1.5, 0, 0], [0, 0], [0, 0, 256], "red", [True, 0, 0]])
-def test_coco_color_must_be_three_ints(coco, value):
+def test_coco_color_must_be_three_ints(tiny_coco, value):
     def edit(document):
         document["categories"][1]["color"] = value
 
-    document = _edit_json(coco, edit)
+    document = _edit_json(tiny_coco, edit)
     category = document["categories"][1]
-    with pytest.raises(ValueError, match=rf"{_json_path(coco)}: category id {category['id']} \('{category['name']}'\)"
-                                         r" has color .*expected \[R, G, B\], three ints in \[0, 255\]"):  # fmt: skip
-        CocoPanoptic(coco, "train")
+    json_path = _json_path(tiny_coco)
+    with pytest.raises(ValueError, match=rf"{json_path}: category id {category['id']} \('{category['name']}'\)"
+                                         r" has color .*expected \[R, G, B\], three ints in \[0, 255\]"):
+        CocoPanoptic(tiny_coco, "train")
 
 
 @pytest.mark.parametrize(
@@ -271,81 +261,83 @@ def test_coco_color_must_be_three_ints(coco, value):
         ("name", 7, r"category id \d+ has name 7.*expected a string"),
     ],
 )
-def test_coco_category_id_and_name_types(coco, key, value, match):
+def test_coco_category_id_and_name_types(tiny_coco, key, value, match):
     def edit(document):
         document["categories"][0][key] = value
 
-    _edit_json(coco, edit)
-    with pytest.raises(ValueError, match=rf"{_json_path(coco)}: {match}"):
-        CocoPanoptic(coco, "train")
+    _edit_json(tiny_coco, edit)
+    with pytest.raises(ValueError, match=rf"{_json_path(tiny_coco)}: {match}"):
+        CocoPanoptic(tiny_coco, "train")
 
 
 @pytest.mark.parametrize("value", ["0", 2, None])
-def test_coco_iscrowd_must_be_0_1_or_bool(coco, value):
+def test_coco_iscrowd_must_be_0_1_or_bool(tiny_coco, value):
     def edit(document):
         document["annotations"][0]["segments_info"][0]["iscrowd"] = value
 
-    document = _edit_json(coco, edit)
+    document = _edit_json(tiny_coco, edit)
     annotation = document["annotations"][0]
     segment_id = annotation["segments_info"][0]["id"]
     with pytest.raises(ValueError, match=rf"{annotation['file_name']}: segment id {segment_id} has iscrowd "
-                                         rf"{value!r}.*0, 1, false or true"):  # fmt: skip
-        CocoPanoptic(coco, "train")
+                                         rf"{value!r}.*0, 1, false or true"):
+        CocoPanoptic(tiny_coco, "train")
 
 
-def test_coco_segment_id_must_not_be_bool(coco):
+def test_coco_segment_id_must_not_be_bool(tiny_coco):
     def edit(document):
         document["annotations"][0]["segments_info"][0]["id"] = True
 
-    _edit_json(coco, edit)
+    _edit_json(tiny_coco, edit)
     with pytest.raises(ValueError, match=r"segment id True is not an int in \[1, 256\^3\)"):
-        CocoPanoptic(coco, "train")
+        CocoPanoptic(tiny_coco, "train")
 
 
-def test_coco_duplicate_image_id(coco):
+def test_coco_duplicate_image_id(tiny_coco):
     def edit(document):
         document["images"][1]["id"] = document["images"][0]["id"]
 
-    document = _edit_json(coco, edit)
-    with pytest.raises(ValueError, match=rf"{_json_path(coco)}: image id {document['images'][0]['id']!r} is listed "
-                                         r"twice in \"images\""):  # fmt: skip
-        CocoPanoptic(coco, "train")
+    document = _edit_json(tiny_coco, edit)
+    json_path = _json_path(tiny_coco)
+    with pytest.raises(ValueError, match=rf"{json_path}: image id {document['images'][0]['id']!r} is listed "
+                                         r"twice in \"images\""):
+        CocoPanoptic(tiny_coco, "train")
 
 
 @pytest.mark.parametrize("value", [True, [1]])
-def test_coco_image_id_must_be_an_int_or_string(coco, value):
+def test_coco_image_id_must_be_an_int_or_string(tiny_coco, value):
     def edit(document):
         document["images"][0]["id"] = document["annotations"][0]["image_id"] = value
 
-    document = _edit_json(coco, edit)
+    document = _edit_json(tiny_coco, edit)
     image = document["images"][0]
     with pytest.raises(
         ValueError, match=rf"image {image['file_name']} has id {re.escape(repr(value))}; expected an int"
     ):
-        CocoPanoptic(coco, "train")
+        CocoPanoptic(tiny_coco, "train")
 
 
 @pytest.mark.parametrize("value", ["1", [1], True])
-def test_coco_segment_category_id_must_be_an_int(coco, value):
+def test_coco_segment_category_id_must_be_an_int(tiny_coco, value):
     def edit(document):
         document["annotations"][0]["segments_info"][0]["category_id"] = value
 
-    document = _edit_json(coco, edit)
+    document = _edit_json(tiny_coco, edit)
     annotation = document["annotations"][0]
     with pytest.raises(ValueError, match=rf"{annotation['file_name']}: segment id \d+ has category_id "
-                                         rf"{re.escape(repr(value))}, which is not among the categories"):  # fmt: skip
-        CocoPanoptic(coco, "train")
+                                         rf"{re.escape(repr(value))}, which is not among the categories"):
+        CocoPanoptic(tiny_coco, "train")
 
 
 @pytest.mark.parametrize("key", ["height", "width"])
-def test_coco_image_size_must_be_ints(coco, key):
+def test_coco_image_size_must_be_ints(tiny_coco, key):
     def edit(document):
         document["images"][0][key] = "48"
 
-    document = _edit_json(coco, edit)
+    document = _edit_json(tiny_coco, edit)
     image = document["images"][0]
-    with pytest.raises(ValueError, match=rf"{_json_path(coco)}: image {image['file_name']} has {key} '48'.*positive"):
-        CocoPanoptic(coco, "train")
+    json_path = _json_path(tiny_coco)
+    with pytest.raises(ValueError, match=rf"{json_path}: image {image['file_name']} has {key} '48'.*positive"):
+        CocoPanoptic(tiny_coco, "train")
 
 
 # ------------------------------------------------------------------------------------ 4. model inputs
@@ -408,7 +400,7 @@ def test_integer_and_bool_images_refused(tiny_model, dtype):
 
 def test_float64_input_to_float32_model_refused(tiny_model):
     with pytest.raises(ValueError, match=r"images must be a floating-point tensor of the model's dtype torch.float32, "
-                                         r"got torch.float64"):  # fmt: skip
+                                         r"got torch.float64"):
         tiny_model(torch.zeros(1, 3, 32, 32, dtype=torch.float64))
     head = small_head()
     for training in (True, False):

@@ -95,8 +95,14 @@ def test_loss_goes_down_and_poly_lr_decays(tmp_path):
 @pytest.mark.parametrize("flavour", ["bf16", "oracle", "fcn"])
 def test_variants_train(tmp_path, flavour):
     overrides = {"bf16": {"amp": "bf16"}, "oracle": {"oracle": True}, "fcn": {"model": "fcn_tiny"}}[flavour]
-    _, summary = train(toy_config(tmp_path, iterations=2, **overrides))
-    assert summary["iteration"] == 2 and summary["miou"] >= 0.0
+    trainer = Trainer(toy_config(tmp_path, iterations=2, **overrides), ToySegmentation(),
+                      ToySegmentation(num_images=4, seed=9, augment=False))
+    before = {k: v.clone() for k, v in trainer.module.state_dict().items() if isinstance(v, torch.Tensor)}
+    summary = trainer.fit()
+    assert summary["iteration"] == 2 and torch.isfinite(torch.tensor(summary["loss"]))
+    after = trainer.module.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained
+    assert set(summary) >= {"miou", "acc", "macc"}
 
 
 def test_config_errors():
@@ -129,6 +135,7 @@ def _env():
     return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
+@pytest.mark.subprocess
 def test_sigterm_writes_a_checkpoint_and_stops(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "tests.helpers.signal_train", str(tmp_path)],
@@ -150,6 +157,8 @@ def test_sigterm_writes_a_checkpoint_and_stops(tmp_path):
     assert f"stopped by signal at iteration {state['iteration']}" in output
 
 
+@pytest.mark.subprocess
+@pytest.mark.distributed
 def test_two_process_torchrun_gloo(tmp_path):
     result = subprocess.run(
         [
@@ -161,7 +170,7 @@ def test_two_process_torchrun_gloo(tmp_path):
             "-m",
             "tests.helpers.ddp_train",
             str(tmp_path),
-        ],  # fmt: skip
+        ],
         cwd=REPO,
         env=_env(),
         capture_output=True,

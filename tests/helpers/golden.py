@@ -122,7 +122,7 @@ def compare_head(name: str, conv: str | None) -> dict[str, tuple[float, float]]:
     assert converted["_extra_state"]["layout"] == "openseg" and converted["_extra_state"]["features"] == features
     settings = LAYOUTS["openseg"].head(features)
     head = OCRHead(num_classes=expected["info"]["num_classes"], region_kernel_size=settings.region_kernel_size,
-                   region_dropout=settings.region_dropout, dropout=settings.dropout, **kwargs).eval()  # fmt: skip
+                   region_dropout=settings.region_dropout, dropout=settings.dropout, **kwargs).eval()
     head.load_state_dict({k.removeprefix("head."): v for k, v in converted.items() if k.startswith("head.")})
     if conv is not None:
         head = FusedOCRHead(head, conv=conv)
@@ -165,7 +165,7 @@ def main() -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
     max_rel, l2_rel = padding_error()
     print(f"\nPadding the 58x90 input to 64x96 instead (official fixture, logits at the input size): {max_rel:.2f} "
-          f"max-abs / {l2_rel:.2f} L2 relative error.")  # fmt: skip
+          f"max-abs / {l2_rel:.2f} L2 relative error.")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ def run_script(script: Path, *args: str, timeout: float = 600, expect: int = 0) 
     """``python SCRIPT ARGS`` from the repository root with this interpreter, as a user runs it; asserts the exit
     status is ``expect`` (showing the ends of stdout and stderr when it is not)."""
     result = subprocess.run([sys.executable, str(script), *args], cwd=REPO, capture_output=True, text=True,
-                            timeout=timeout)  # fmt: skip
+                            timeout=timeout)
     assert result.returncode == expect, result.stdout[-2000:] + result.stderr[-4000:]
     return result
 
