@@ -8,6 +8,9 @@ milliseconds only within one run: this machine's speed drifts between runs.
 from __future__ import annotations
 
 import contextlib
+import functools
+import multiprocessing
+import multiprocessing.forkserver
 import os
 import platform
 import statistics
@@ -17,18 +20,30 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["machine_description", "relative_error", "round_robin", "summarize", "time_round_robin"]
+__all__ = [
+    "MB",
+    "PeakMemory",
+    "forkserver",
+    "machine_description",
+    "relative_error",
+    "round_robin",
+    "summarize",
+    "time_round_robin",
+]
+
+MB = 2**20
 
 
-def machine_description(device: str = "cpu") -> str:
-    """CPU model, threads and torch version (plus the GPU's name on CUDA)."""
+def machine_description(device: str = "cpu", threads: int | None = None) -> str:
+    """CPU model, torch threads (``threads``, default: this process's) and torch version (and the GPU on CUDA)."""
     cpu = platform.processor() or platform.machine()
     with contextlib.suppress(OSError):  # no /proc on this OS: keep platform's description
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    text = f"{cpu}, {torch.get_num_threads()} torch threads ({os.cpu_count()} cores), torch {torch.__version__}"
+    threads = torch.get_num_threads() if threads is None else threads
+    text = f"{cpu}, {threads} torch threads ({os.cpu_count()} cores), torch {torch.__version__}"
     if device == "cuda":
         text += f", {torch.cuda.get_device_name()}"
     return text
@@ -62,3 +77,60 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
     """max |actual - expected| / max |expected|, in float64."""
     actual, expected = actual.double(), expected.double()
     return ((actual - expected).abs().max() / expected.abs().max().clamp_min(1e-300)).item()
+
+
+# ---------------------------------------------------------------------------------------------- memory
+class PeakMemory:
+    """Peak memory over a block of forwards, above what was in use when the block began.
+
+    CUDA: the caching allocator's ``max_memory_allocated``. CPU (Linux): the process's peak RSS (``VmHWM``),
+    reset by writing 5 to ``/proc/self/clear_refs``; glibc is told to serve every allocation of 64 KiB or more
+    with its own mmap (``MALLOC_MMAP_THRESHOLD_``, set for the worker processes), so freed tensors leave the
+    RSS at once instead of lingering in the heap, where the next forward would reuse them unseen.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.base = 0
+
+    @staticmethod
+    def _status_bytes(field: str) -> int:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024  # the kernel reports kB
+        raise KeyError(f"/proc/self/status has no {field}")
+
+    def reset(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+        else:
+            Path("/proc/self/clear_refs").write_text("5")  # Linux >= 4.0: VmHWM := VmRSS
+            self.base = self._status_bytes("VmRSS")
+
+    def peak_mb(self) -> float:
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            peak = self._status_bytes("VmHWM")
+        return (peak - self.base) / MB
+
+
+@functools.cache
+def forkserver() -> multiprocessing.context.BaseContext:
+    """A process context whose children fork from one server that has imported torch and ocrformer (a fresh
+    interpreter per case would spend seconds on imports; the default preload, ``__main__``, re-imports them)
+    and that runs with glibc's mmap threshold fixed at 64 KiB (see ``PeakMemory``)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["torch", "ocrformer", "einops", "tqdm"])
+    saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"  # read by glibc when the server process starts
+    try:
+        multiprocessing.forkserver.ensure_running()
+    finally:
+        if saved is None:
+            del os.environ["MALLOC_MMAP_THRESHOLD_"]
+        else:
+            os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
+    return context

@@ -25,17 +25,14 @@ Run from the repository root:  python benchmarks/attention_speed.py [--quick] [-
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import os
-import platform
 import shlex
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -47,7 +44,9 @@ import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import ocrformer  # noqa: E402
+from benchmarks._common import machine_description, round_robin, summarize  # noqa: E402
 from ocrformer import attention  # noqa: E402
+from ocrformer._atomic import atomic_write_text  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "outputs" / "attention_speed"
 TOLERANCE = 1.10  # auto passes when its choice's median is within 10% of the fastest backend's
@@ -112,7 +111,7 @@ class Case:
     def report_key(self) -> tuple:
         """Reports group by kind and mode, then D (largest first) or heads, then K, then N."""
         return (KINDS.index(self.kind), list(DTYPES).index(self.dtype), self.grad, self.heads, -self.d,
-                self.regions, self.pixels)  # fmt: skip
+                self.regions, self.pixels)
 
 
 def decoder_case(regions: int, hw: tuple[int, int], d: int, dtype: str, grad: bool) -> Case:
@@ -261,23 +260,10 @@ def timed_call(step: Callable[[], None], device: str) -> tuple[float, float | No
     return elapsed_ms, peak
 
 
-def round_robin(names: list[str], warmup: int, repeats: int) -> Iterator[tuple[int, str]]:
-    """(round, name) pairs: every name once per round, the starting name rotating from round to round, so
-    no backend always runs right after the same neighbour. Rounds < 0 are warm-up."""
-    for r in range(-warmup, repeats):
-        shift = r % len(names)
-        for name in names[shift:] + names[:shift]:
-            yield r, name
-
-
 def auto_runs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> str:
     """The backend ``attend(..., backend="auto")`` runs for these inputs under the current table."""
     forced = os.environ.get(attention.ENV_VAR, "").strip()
     return forced if forced and forced != "auto" else ocrformer.choose_backend(q, k, v)
-
-
-def summarize(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def measure_case(case: Case, device: str, warmup: int, repeats: int) -> dict:
@@ -380,21 +366,6 @@ class QuietGuard:
 
 
 # ------------------------------------------------------------------------------------- decision table
-def machine_description(device: str) -> str:
-    """CPU model, threads and torch version (plus the GPU's name on CUDA)."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):  # no /proc on this OS: keep platform's description
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    threads = f"{torch.get_num_threads()} torch threads ({os.cpu_count()} cores)"
-    text = f"{cpu}, {threads}, torch {torch.__version__}"
-    if device == "cuda":
-        text += f", {torch.cuda.get_device_name()}"
-    return text
-
-
 def backend_ms(result: dict, key: str = "median_ms") -> dict[str, float]:
     """The real backends' figures of one case (``auto`` is not a backend the table may choose)."""
     return {name: ms for name, ms in result[key].items() if name != "auto"}
@@ -426,13 +397,13 @@ def entry_sort_key(entry: dict) -> tuple:
 def format_table(table: dict) -> str:
     """JSON with one entry per line: valid, deterministic, and diffs show which cases changed."""
     header = [f" {json.dumps(key)}: {json.dumps(value, sort_keys=True)}," for key, value in table.items()
-              if key != "entries"]  # fmt: skip
+              if key != "entries"]
     entries = ",\n".join("  " + json.dumps(entry) for entry in table["entries"])
     return "{\n" + "\n".join(header) + '\n "entries": [\n' + entries + "\n ]\n}\n"
 
 
 def write_table(path: Path, entries: list[dict], meta: dict) -> dict:
-    """Write the decision table atomically (temp file + os.replace), so a reader never sees half a file.
+    """Write the decision table atomically (``ocrformer._atomic``), so a reader never sees half a file.
 
     The measured device's entries replace that device's old ones; other devices' entries are kept (a
     CPU run must not erase a CUDA table), and ``runs`` keeps each device's provenance."""
@@ -442,15 +413,7 @@ def write_table(path: Path, entries: list[dict], meta: dict) -> dict:
     runs = {**old.get("runs", {}), device: meta}
     entries = sorted(kept + entries, key=entry_sort_key)
     table = {**meta, "runs": dict(sorted(runs.items())), "entries": entries}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(format_table(table))
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the table is a shipped package file
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    atomic_write_text(path, format_table(table))
     return table
 
 
@@ -503,9 +466,9 @@ def print_checks(title: str, cases: list[Case], verdicts: list[dict], verbose: b
         failures += not v["pass"]
         if verbose or not v["pass"]:
             print(f"{'PASS' if v['pass'] else 'FAIL'}  {case.label()} {case.mode()}: auto -> {v['choice']}, "
-                  f"fastest {v['fastest']}, ratio {v['ratio']:.2f}")  # fmt: skip
+                  f"fastest {v['fastest']}, ratio {v['ratio']:.2f}")
     print(f"{title}: {len(verdicts) - failures}/{len(verdicts)} cases within {TOLERANCE - 1:.0%} "
-          f"of the fastest backend ({failures} FAIL)\n")  # fmt: skip
+          f"of the fastest backend ({failures} FAIL)\n")
     return failures
 
 
@@ -515,7 +478,7 @@ def format_ms(ms: float) -> str:
 
 
 def markdown(cases: list[Case], results: list[dict], floors: list[tuple[float, str]],
-             verdicts: list[dict], meta: dict, rates: dict) -> str:  # fmt: skip
+             verdicts: list[dict], meta: dict, rates: dict) -> str:
     """The results table: median ms and its multiple of the floor, per backend; sdpa/matmul; auto's pick."""
     backends = [name for name in attention.BACKENDS if any(name in r["median_ms"] for r in results)]
     rate_text = ", ".join(f"{dtype} {gflops:g}" for dtype, gflops in rates["matmul_gflops"].items())
@@ -547,7 +510,7 @@ def markdown(cases: list[Case], results: list[dict], floors: list[tuple[float, s
             + f" | {format_ms(med['auto'])} ({result['auto_ran']}) | {ratio} | {v['choice']} | "
             + ("PASS" if v["pass"] else f"FAIL ({v['ratio']:.2f}x)")
             + (" | -" if result.get("others_cores") is None else f" | {result['others_cores']:.2f}") + " |"
-        )  # fmt: skip
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -560,12 +523,12 @@ def decision_grids(cases: list[Case], results: list[dict], verdicts: list[dict])
     for kind, mode in groups:
         picked = {(c.d if kind == "decoder" else c.heads, c.regions, c.hw): (v, r)
                   for c, r, v in zip(cases, results, verdicts, strict=True)
-                  if (c.kind, c.mode()) == (kind, mode)}  # fmt: skip
+                  if (c.kind, c.mode()) == (kind, mode)}
         grids = sorted({hw for *_, hw in picked}, key=lambda hw: hw[0] * hw[1])
         rows = list(dict.fromkeys(key[:2] for key in picked))
         lines += [f"**{kind}, {mode}**", "",
                   f"| {'D' if kind == 'decoder' else 'h'} | K | " + " | ".join(f"N={h}x{w}" for h, w in grids) + " |",
-                  "|---|---|" + "---|" * len(grids)]  # fmt: skip
+                  "|---|---|" + "---|" * len(grids)]
         for row in rows:
             cells = [grid_cell(picked.get((*row, hw))) for hw in grids]
             lines.append(f"| {row[0]} | {row[1]} | " + " | ".join(cells) + " |")
@@ -589,10 +552,10 @@ def plot(cases: list[Case], results: list[dict], floors: list[tuple[float, str]]
 
     Shown: decoder D = 720 and encoder h = 1 (or the first measured); K = smallest (solid) and largest
     (dashed) measured; grey dotted = the floor. The JSON holds every case."""
-    import matplotlib  # noqa: PLC0415 - only the report needs it
+    import matplotlib  # lazy: only the report needs it
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     modes = list(dict.fromkeys(c.mode() for c in cases))  # cases come in report order
     kinds = [k for k in KINDS if any(c.kind == k for c in cases)]
@@ -603,7 +566,7 @@ def plot(cases: list[Case], results: list[dict], floors: list[tuple[float, str]]
         for col, kind in enumerate(kinds):
             ax = axes[row][col]
             rows = [(c, r, f) for c, r, f in zip(cases, results, floors, strict=True)
-                    if c.kind == kind and c.mode() == mode]  # fmt: skip
+                    if c.kind == kind and c.mode() == mode]
             headline = {c.d if kind == "decoder" else c.heads for c, _, _ in rows}
             pick = (720 if 720 in headline else min(headline)) if kind == "decoder" else min(headline)
             rows = [x for x in rows if (x[0].d if kind == "decoder" else x[0].heads) == pick]
@@ -614,7 +577,7 @@ def plot(cases: list[Case], results: list[dict], floors: list[tuple[float, str]]
                 n = [c.pixels for c, _, _ in series]
                 for name in series[0][1]["median_ms"]:
                     ax.plot(n, [r["median_ms"][name] for _, r, _ in series], style, marker="o",
-                            color=colors.get(name, "k"), label=f"{name} K={k}")  # fmt: skip
+                            color=colors.get(name, "k"), label=f"{name} K={k}")
                 ax.plot(n, [f[0] for _, _, f in series], style, marker="x", color="0.6", lw=1, label=f"floor K={k}")
             what = f"D={pick}" if kind == "decoder" else f"h={pick}"
             ax.set(xscale="log", yscale="log", xlabel="N pixels", ylabel="median ms")
@@ -627,7 +590,7 @@ def plot(cases: list[Case], results: list[dict], floors: list[tuple[float, str]]
 
 
 def report_json(cases: list[Case], results: list[dict], rates: dict, meta: dict,
-                checks: dict[str, list[dict]]) -> dict:  # fmt: skip
+                checks: dict[str, list[dict]]) -> dict:
     """Everything measured, per case, with the counts the floors came from and each check's verdict
     (``checks``: {check name: one verdict per case}; may be empty)."""
     rows = []
@@ -637,7 +600,7 @@ def report_json(cases: list[Case], results: list[dict], rates: dict, meta: dict,
             "case": case.label(), **asdict(case), **case.shape(), "scale": case.scale,
             "flops": flop_count(case), "bytes": byte_count(case), "floor_ms": floor, "floor_bound": bound,
             **result, **{name: verdicts[i] for name, verdicts in checks.items()},
-        })  # fmt: skip
+        })
     counts = {"flops": flop_count.__doc__, "bytes": byte_count.__doc__}
     return {**meta, "rates": rates, "counts": counts, "cpu_peak_memory": "not measured", "cases": rows}
 
@@ -650,33 +613,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "share them). --quick: 4 cases, ~10 s.",
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
-                        help="where to time (default cpu)")  # fmt: skip
+                        help="where to time (default cpu)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: decoder and encoder at K=19, N=64x64, float32, fwd and fwd+bwd, "
-                             "3 repeats")  # fmt: skip
+                             "3 repeats")
     parser.add_argument("--cases", default=",".join(KINDS),
-                        help="comma list of decoder,encoder (default both)")  # fmt: skip
+                        help="comma list of decoder,encoder (default both)")
     parser.add_argument("--dtypes", default=None,
-                        help="comma list of float32,bfloat16 (default both; --quick: float32)")  # fmt: skip
+                        help="comma list of float32,bfloat16 (default both; --quick: float32)")
     parser.add_argument("--passes", default=",".join(PASSES),
                         help="comma list of fwd (no_grad forward), fwdbwd (forward + backward); "
-                             "default both")  # fmt: skip
+                             "default both")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed rounds per case (default 5; --quick 3)")  # fmt: skip
+                        help="timed rounds per case (default 5; --quick 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds per case first (default 1)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
-                        help="report folder (default outputs/attention_speed)")  # fmt: skip
+                        help="report folder (default outputs/attention_speed)")
     parser.add_argument("--quiet-budget", type=float, default=None,
                         help="seconds the run may spend waiting for other processes to go quiet and "
-                             "re-timing cases they disturbed (default 300; --quick 15; 0: never wait)")  # fmt: skip
+                             "re-timing cases they disturbed (default 300; --quick 15; 0: never wait)")
     parser.add_argument("--from-json", type=Path, default=None, metavar="PATH",
                         help="time nothing: report (and with --write-table, tabulate) the run saved in "
-                             "PATH, an attention_speed.json; keeps the cleanest run of a shared machine")  # fmt: skip
+                             "PATH, an attention_speed.json; keeps the cleanest run of a shared machine")
     parser.add_argument("--write-table", action="store_true",
                         help=f"write the medians to {attention.TABLE_PATH.relative_to(REPO_ROOT)} "
-                             "(replacing this device's entries), then check auto against them")  # fmt: skip
+                             "(replacing this device's entries), then check auto against them")
     parser.add_argument("--verbose-checks", action="store_true",
-                        help="print leave-one-out PASS lines too, not only its FAILs")  # fmt: skip
+                        help="print leave-one-out PASS lines too, not only its FAILs")
     args = parser.parse_args(argv)
     args.cases = split_choices(parser, "--cases", args.cases, KINDS)
     dtypes = args.dtypes or ("float32" if args.quick else ",".join(DTYPES))
@@ -718,22 +681,22 @@ def timed_run(args: argparse.Namespace, command: str) -> tuple[dict, dict, list[
     load = os.getloadavg()[0]
     if args.device == "cpu" and load > 0.5:
         print(f"warning: load average {load:.1f} before starting: other processes compete for the cores, "
-              "and CPU timings will be noisy (parallel kernels wait for preempted threads)")  # fmt: skip
+              "and CPU timings will be noisy (parallel kernels wait for preempted threads)")
     meta = {"device": args.device, "generated_by": command, "measured_by": command,
-            "date": datetime.date.today().isoformat(), "machine": machine_description(args.device)}  # fmt: skip
+            "date": datetime.date.today().isoformat(), "machine": machine_description(args.device)}
     cases = build_cases(args.cases, args.dtypes, args.passes, args.quick)
     guard = QuietGuard(args.quiet_budget)
     guard.wait_for_quiet()  # the floor's rates are the machine's best: measure them undisturbed
     rates = guard.run(lambda: measure_rates(args.device, args.dtypes))
     results = [guard.run(lambda case=case: measure_case(case, args.device, args.warmup, args.repeats))
-               for case in tqdm(cases, desc="attention cases", unit="case")]  # fmt: skip
+               for case in tqdm(cases, desc="attention cases", unit="case")]
     disturbed = sum(guard.disturbed(r) for r in results)
     print(
         f"{disturbed}/{len(cases)} cases timed while other processes used > {guard.threshold} core "
         f"(column 'others'); {guard.spent_s:.0f} s of the {args.quiet_budget:.0f} s quiet budget spent"
     )
     notes = {"load_average_1min": {"start": load, "end": os.getloadavg()[0]}, "disturbed_cases": disturbed,
-             "quiet_budget_spent_s": round(guard.spent_s, 1)}  # fmt: skip
+             "quiet_budget_spent_s": round(guard.spent_s, 1)}
     return meta, rates, cases, results, notes
 
 
@@ -756,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = command_line(argv)
     meta, rates, cases, results, notes = (saved_run(args.from_json, command) if args.from_json
-                                          else timed_run(args, command))  # fmt: skip
+                                          else timed_run(args, command))
     order = sorted(range(len(cases)), key=lambda i: cases[i].report_key())  # reports group like with like
     cases, results = [cases[i] for i in order], [results[i] for i in order]
 

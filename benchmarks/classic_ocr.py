@@ -37,11 +37,11 @@ class ClassicObjectAttentionBlock(nn.Module):
         self.f_pixel = nn.Sequential(
             _conv1x1(channels, key_channels), _bn_relu(key_channels),
             _conv1x1(key_channels, key_channels), _bn_relu(key_channels),
-        )  # fmt: skip
+        )
         self.f_object = nn.Sequential(
             _conv1x1(channels, key_channels), _bn_relu(key_channels),
             _conv1x1(key_channels, key_channels), _bn_relu(key_channels),
-        )  # fmt: skip
+        )
         self.f_down = nn.Sequential(_conv1x1(channels, key_channels), _bn_relu(key_channels))
         self.f_up = nn.Sequential(_conv1x1(key_channels, channels), _bn_relu(channels))
 

@@ -39,11 +39,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
-import multiprocessing
-import multiprocessing.forkserver
-import os
-import platform
 import shlex
 import statistics
 import sys
@@ -68,6 +63,7 @@ from torch.overrides import TorchFunctionMode  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from benchmarks._common import PeakMemory, forkserver, machine_description  # noqa: E402
 from benchmarks._reports import write_reports  # noqa: E402
 from ocrformer import OCRDecoder, OCREncoder, attend, attention_backend  # noqa: E402
 
@@ -77,7 +73,6 @@ DEFAULT_SIZE = {"cuda": FULL_SIZE, "cpu": (512, 64, 64)}
 QUICK_SIZE = (64, 16, 16)
 CHANNELS = 512  # C: the 3x3 front conv's output, the relational modules' width
 NUM_CLASSES = 19  # K: Cityscapes
-MB = 2**20
 
 # The paper's Table (params M, GFLOPs) as recalled in the task brief, except CC-Attention: recalled by the
 # author of this script and not checked against the paper (the paper text at hand lacks the table).
@@ -96,7 +91,7 @@ PAPER = {
 def conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 1, dilation: int = 1) -> nn.Sequential:
     """Conv (no bias: the BN follows) + BN + ReLU; 'same' padding. (B, Cin, H, W) -> (B, Cout, H, W)."""
     conv = nn.Conv2d(in_channels, out_channels, kernel, padding=dilation * (kernel // 2), dilation=dilation,
-                     bias=False)  # fmt: skip
+                     bias=False)
     return nn.Sequential(conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
@@ -298,7 +293,7 @@ class SelfAttentionBlock(nn.Module):
     """
 
     def __init__(self, channels: int, *, key_channels: int = 256, value_channels: int = 256,
-                 norm_out: bool = False) -> None:  # fmt: skip
+                 norm_out: bool = False) -> None:
         super().__init__()
         self.query = nn.Sequential(conv_bn_relu(channels, key_channels), conv_bn_relu(key_channels, key_channels))
         self.key = nn.Sequential(conv_bn_relu(channels, key_channels), conv_bn_relu(key_channels, key_channels))
@@ -471,7 +466,7 @@ def count_params(spec: Spec, in_channels: int = FULL_SIZE[0]) -> int:
 
 
 def count_flops(spec: Spec, size: tuple[int, int, int], *, device: str = "meta",
-                backend: str = "matmul") -> tuple[int, dict[str, int]]:  # fmt: skip
+                backend: str = "matmul") -> tuple[int, dict[str, int]]:
     """FLOPs of one forward at (Cin, H, W) by ``FlopCounterMode``, and the per-submodule totals. Counted on
     the explicit ``matmul`` path by default (sdpa's count is the same); ``device="cpu"`` runs real tensors."""
     if device == "meta":
@@ -494,7 +489,7 @@ def breakdown(spec: Spec, size: tuple[int, int, int] = FULL_SIZE) -> dict[str, d
         name: {"params_m": sum(p.numel() for p in sub.parameters()) / 1e6,
                "gflops": flops.get(f"{prefix}.{name}", 0) / 1e9}
         for name, sub in model.named_modules() if name and name.count(".") <= 1
-    }  # fmt: skip
+    }
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -510,43 +505,6 @@ class SdpaKernelLog(TorchFunctionMode):
             choice = torch._fused_sdp_choice(*args[:3])  # private, but the only way to ask torch
             self.kernels.append(SDPBackend(choice).name.lower())
         return func(*args, **(kwargs or {}))
-
-
-class PeakMemory:
-    """Peak memory over a block of forwards, above what was in use when the block began.
-
-    CUDA: the caching allocator's ``max_memory_allocated``. CPU (Linux): the process's peak RSS (``VmHWM``),
-    reset by writing 5 to ``/proc/self/clear_refs``; glibc is told to serve every allocation of 64 KiB or more
-    with its own mmap (``MALLOC_MMAP_THRESHOLD_``, set for the worker processes), so freed tensors leave the
-    RSS at once instead of lingering in the heap, where the next forward would reuse them unseen.
-    """
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.base = 0
-
-    @staticmethod
-    def _status_bytes(field: str) -> int:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) * 1024  # the kernel reports kB
-        raise KeyError(f"/proc/self/status has no {field}")
-
-    def reset(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
-        else:
-            Path("/proc/self/clear_refs").write_text("5")  # Linux >= 4.0: VmHWM := VmRSS
-            self.base = self._status_bytes("VmRSS")
-
-    def peak_mb(self) -> float:
-        if self.device.type == "cuda":
-            peak = torch.cuda.max_memory_allocated(self.device)
-        else:
-            peak = self._status_bytes("VmHWM")
-        return (peak - self.base) / MB
 
 
 def forward_ms(model: nn.Module, x: torch.Tensor) -> float:
@@ -594,25 +552,6 @@ def measure_case(case: dict) -> dict:
     }
 
 
-@functools.cache
-def forkserver() -> multiprocessing.context.BaseContext:
-    """A process context whose children fork from one server that has imported torch and ocrformer (a fresh
-    interpreter per case would spend seconds on imports; the default preload, ``__main__``, re-imports them)
-    and that runs with glibc's mmap threshold fixed at 64 KiB (see ``PeakMemory``)."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["torch", "ocrformer", "einops", "tqdm"])
-    saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"  # read by glibc when the server process starts
-    try:
-        multiprocessing.forkserver.ensure_running()
-    finally:
-        if saved is None:
-            del os.environ["MALLOC_MMAP_THRESHOLD_"]
-        else:
-            os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
-    return context
-
-
 def run_isolated(case: dict) -> dict:
     """``measure_case`` in a fresh process, so that its memory is its own."""
     try:
@@ -623,17 +562,6 @@ def run_isolated(case: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ reporting
-def machine_description(device: str, threads: int) -> str:
-    """CPU model, torch threads, torch version (and the GPU on CUDA)."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), cpu)  # fmt: skip
-    text = f"{cpu}, {threads} torch threads ({os.cpu_count()} logical CPUs), torch {torch.__version__}"
-    return text + (f", {torch.cuda.get_device_name()}" if device == "cuda" else "")
-
-
 def backend_label(row: dict) -> str:
     """``sdpa (flash)``-style label: the backend and, for sdpa, the kernel(s) torch picked."""
     kernels = row.get("sdpa_kernels") or []
@@ -658,7 +586,7 @@ def measured_table(report: dict) -> str:
         else:
             cost = f"{row['peak_mb']:.1f} | {row['median_ms']:.1f} [{row['min_ms']:.1f}-{row['max_ms']:.1f}]"
         lines.append(f"| {row['module']} | {backend_label(row)} | {row['params_m']:.2f} | {row['gflops']:.2f} "
-                     f"| {row['gflops_full']:.1f} | {cost} |")  # fmt: skip
+                     f"| {row['gflops_full']:.1f} | {cost} |")
     return "\n".join(lines)
 
 
@@ -672,7 +600,7 @@ def full_size_table(report: dict) -> str:
         paper = PAPER.get(row["paper"] or "", (None, None))
         paper_text = [f"{value:g}" if value is not None else "-" for value in paper]
         lines.append(f"| {row['module']} | {row['params_m']:.2f} | {paper_text[0]} | {row['gflops_full']:.1f} "
-                     f"| {row['gflops_full'] / 2:.1f} | {paper_text[1]} |")  # fmt: skip
+                     f"| {row['gflops_full'] / 2:.1f} | {paper_text[1]} |")
     return "\n".join(lines)
 
 
@@ -680,7 +608,7 @@ def breakdown_table(report: dict, keys: tuple[str, ...] = ("ocr", "ocr_aux")) ->
     """Parameters and GFLOPs per submodule at full size, side by side for ``keys``."""
     names = [SPECS_BY_KEY[key].name for key in keys]
     lines = ["| submodule | " + " | ".join(f"{n}: params M | {n}: GFLOPs" for n in names) + " |",
-             "|---|" + "---:|---:|" * len(keys)]  # fmt: skip
+             "|---|" + "---:|---:|" * len(keys)]
     parts = list(dict.fromkeys(name for key in keys for name in report["breakdown_full"][key]))
     for part in parts:
         cells = []
@@ -703,7 +631,7 @@ def markdown(report: dict) -> str:
         full_size_table(report),
         "## OCR per submodule at 2048x128x128 (a line includes its children)",
         breakdown_table(report),
-    ]) + "\n"  # fmt: skip
+    ]) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------ main
@@ -725,7 +653,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="untimed forwards before timing (default 5 on CUDA, 1 on CPU)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--modules", nargs="+", choices=[s.key for s in SPECS if s.timed],
-                        help="measure only these modules (default: all)")  # fmt: skip
+                        help="measure only these modules (default: all)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the JSON and Markdown reports")
     parser.add_argument(
         "--quick", action="store_true", help=f"size {size_text(QUICK_SIZE)}, 1 repeat, no extra warm-up"
@@ -761,9 +689,9 @@ def measure_all(args: argparse.Namespace, threads: int) -> list[dict]:
     rows = []
     for spec, backend in tqdm(cases, desc="context modules", unit="case"):
         case = {"key": spec.key, "backend": backend, "device": args.device, "size": args.size,
-                "threads": threads, "warmup": args.warmup, "repeats": args.repeats}  # fmt: skip
+                "threads": threads, "warmup": args.warmup, "repeats": args.repeats}
         rows.append({"module": spec.name, "key": spec.key, "backend": backend, **counted(spec, args.size),
-                     **run_isolated(case)})  # fmt: skip
+                     **run_isolated(case)})
     return rows
 
 
@@ -772,7 +700,7 @@ def memory_method(device: str) -> str:
         text = "torch.cuda.max_memory_allocated over the timed forwards minus what was allocated before them"
     else:
         text = ("peak RSS (VmHWM, reset via /proc/self/clear_refs) over the timed forwards minus the RSS before "
-                "them, in a fresh process per case, glibc mmap threshold 64 KiB")  # fmt: skip
+                "them, in a fresh process per case, glibc mmap threshold 64 KiB")
     return text + " (after warm-up: weights, input and one-off initialisation excluded)"
 
 

@@ -104,7 +104,7 @@ def markdown(report: dict) -> str:
         lines.append(f"| {name} | {s['median']:.0f} | {s['min']:.0f} | {s['max']:.0f} | {s['median'] / base:.3f}x |")
     diff = report["result"]["nearest_vs_bilinear_relative_l2"]
     lines += ["", f"Same (random) weights: the nearest variant's logits differ from the bilinear one's by {diff:.2f} "
-              "relative L2 -- another function (the golden fixtures measure it on upstream outputs)."]  # fmt: skip
+              "relative L2 -- another function (the golden fixtures measure it on upstream outputs)."]
     return "\n".join(lines) + "\n"
 
 

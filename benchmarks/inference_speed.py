@@ -7,14 +7,15 @@ Cases (one run measures every ratio it reports; float32, no gradients unless tra
                   ``optimize_for_inference`` builds, with either 3x3 conv)
     model eval    ``ocrnet_hrnet_w48`` on 1x3x512x1024: ``plain`` against ``optimize_for_inference(conv=...)``
                   (BatchNorm folded by torch.fx, channels-last, the fused head), and with ``compile=True``
-    train step    B=2, 720 channels, 64x128, K=19: forward + backward + SGD step, ``classic`` against ``OCRHead``
+    train step    B=2, 720 channels, 64x128, K=19: forward + backward + SGD step, ``classic`` against ``OCRHead``;
+                  and the step's peak memory, each variant in a fresh process (``benchmarks/_common.PeakMemory``)
 
 Before anything is timed each variant's outputs are compared with the reference's (the classic head; the plain
 model; in training, the classic head in float64); past the tolerance the script exits with status 2 instead of
 timing different functions. Timing: round-robin, warm-up round first (it includes torch.compile's compilation,
 whose time is reported apart), median [min-max] of the repeats (``benchmarks/_common.py``).
 
-Run from the repository root:  python benchmarks/inference_speed.py [--quick] [--repeats 5] [--no-compile]
+Run from the repository root:  python benchmarks/inference_speed.py [--quick] [--repeats 5] [--no-compile] [--no-memory]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import datetime
 import shlex
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +38,13 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from benchmarks._common import machine_description, relative_error, time_round_robin  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    PeakMemory,
+    forkserver,
+    machine_description,
+    relative_error,
+    time_round_robin,
+)
 from benchmarks._reports import write_reports  # noqa: E402
 from benchmarks.classic_ocr import ClassicOCRHead, randomize_  # noqa: E402
 from ocrformer import FusedOCRHead, OCRHead, create_model, optimize_for_inference  # noqa: E402
@@ -100,7 +108,7 @@ def head_case(sizes: Sizes, hw: tuple[int, int], warmup: int, repeats: int) -> d
         errors = check("head", f"head {hw}", {n: m(feats) for n, m in variants.items()}, "classic")
         ms = time_round_robin({n: (lambda m=m: m(feats)) for n, m in variants.items()}, warmup, repeats)
     return {"case": f"head eval, {sizes.head_channels[0]} ch, {hw[0]}x{hw[1]}", "baseline": "classic", "ms": ms,
-            "errors": errors}  # fmt: skip
+            "errors": errors}
 
 
 def calibrated(model: nn.Module, images: torch.Tensor) -> nn.Module:
@@ -141,34 +149,60 @@ def model_case(sizes: Sizes, warmup: int, repeats: int, compile: bool) -> dict:
         ms = time_round_robin({n: (lambda m=m: m(images)) for n, m in variants.items()}, warmup, repeats)
     h, w = sizes.model_size
     return {"case": f"{sizes.model} eval, 1x3x{h}x{w}", "baseline": "plain", "ms": ms, "errors": errors,
-            "compile_seconds": compile_s}  # fmt: skip
+            "compile_seconds": compile_s}
 
 
-def train_case(sizes: Sizes, warmup: int, repeats: int) -> dict:
-    classic, head = heads(sizes, dropout=0.0)  # dropout off: the two steps compute the same thing
+def train_inputs(sizes: Sizes) -> tuple[torch.Tensor, torch.Tensor]:
     feats = torch.randn(2, sizes.head_channels[0], *sizes.train_size, generator=torch.Generator().manual_seed(3))
     labels = torch.randint(0, CLASSES, (2, *sizes.train_size), generator=torch.Generator().manual_seed(4))
+    return feats, labels
+
+
+def train_step(model: nn.Module, feats: torch.Tensor, labels: torch.Tensor):
+    """One training step of a head: forward, CE + 0.4 CE(aux), backward, SGD with momentum."""
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def step():
+        out = model(feats)
+        loss = F.cross_entropy(out["logits"], labels) + 0.4 * F.cross_entropy(out["aux_logits"], labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def train_peak_mb(sizes: Sizes, variant: int, threads: int) -> float:
+    """In a fresh process: one untimed step, then the peak RSS over one more step above the RSS before it
+    (weights, input and one-off initialisation excluded; activations, gradients and temporaries included)."""
+    torch.set_num_threads(threads)
+    model = heads(sizes, dropout=0.0)[variant]
+    step = train_step(model, *train_inputs(sizes))
+    step()
+    memory = PeakMemory(torch.device("cpu"))
+    memory.reset()
+    step()
+    return memory.peak_mb()
+
+
+def train_case(sizes: Sizes, warmup: int, repeats: int, memory: bool) -> dict:
+    classic, head = heads(sizes, dropout=0.0)  # dropout off: the two steps compute the same thing
+    feats, labels = train_inputs(sizes)
     with torch.no_grad():  # parity in float64 (the training forward's BatchNorms amplify float32 rounding)
-        outputs = {n: copy.deepcopy(m).double().train()(feats.double()) for n, m in (("classic", classic), ("OCRHead", head))}  # noqa: E501
+        outputs = {name: copy.deepcopy(model).double().train()(feats.double())
+                   for name, model in (("classic", classic), ("OCRHead", head))}
     errors = check("train", "train step", outputs, "classic")
-
-    def step_of(model: nn.Module):
-        model.train()
-        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-
-        def step():
-            out = model(feats)
-            loss = F.cross_entropy(out["logits"], labels) + 0.4 * F.cross_entropy(out["aux_logits"], labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-
-        return step
-
-    ms = time_round_robin({"classic": step_of(classic), "OCRHead": step_of(head)}, warmup, repeats)
+    steps = {"classic": train_step(classic, feats, labels), "OCRHead": train_step(head, feats, labels)}
+    ms = time_round_robin(steps, warmup, repeats)
+    peak = None
+    if memory:  # each variant in a fresh process, so that its memory is its own
+        with ProcessPoolExecutor(max_workers=1, mp_context=forkserver()) as pool:
+            peak = {name: pool.submit(train_peak_mb, sizes, i, torch.get_num_threads()).result()
+                    for i, name in enumerate(steps)}
     h, w = sizes.train_size
     return {"case": f"train step, B=2, {sizes.head_channels[0]} ch, {h}x{w}", "baseline": "classic", "ms": ms,
-            "errors": errors}  # fmt: skip
+            "errors": errors, "peak_mb": peak}
 
 
 def markdown(report: dict) -> str:
@@ -187,9 +221,12 @@ def markdown(report: dict) -> str:
             ratio = f"{base / s['median']:.2f}x ({base:.4g} / {s['median']:.4g})" if name != case["baseline"] else "1"
             error = f"{case['errors'][name]:.1e}" if name in case["errors"] else "reference"
             lines.append(f"| {case['case']} | {name} | {s['median']:.4g} [{s['min']:.4g}-{s['max']:.4g}] | {ratio} | "
-                         f"{error} |")  # fmt: skip
+                         f"{error} |")
         if case.get("compile_seconds") is not None:
             lines.append(f"| | (torch.compile's first call: {case['compile_seconds']:.0f} s) | | | |")
+        if case.get("peak_mb"):
+            peaks = ", ".join(f"{name} {mb:.0f} MB" for name, mb in case["peak_mb"].items())
+            lines.append(f"| | (peak memory of a step, each in a fresh process: {peaks}) | | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -199,20 +236,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--no-compile", action="store_true", help="leave out the torch.compile variant")
+    parser.add_argument("--no-memory", action="store_true", help="leave out the training step's peak memory")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     try:
         cases = [head_case(sizes, hw, args.warmup, args.repeats) for hw in sizes.head_sizes]
         cases.append(model_case(sizes, args.warmup, args.repeats, compile=not args.no_compile))
-        cases.append(train_case(sizes, args.warmup, args.repeats))
+        cases.append(train_case(sizes, args.warmup, args.repeats, memory=not args.no_memory))
     except ParityError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     report = {
         "date": datetime.date.today().isoformat(),
         "machine": machine_description("cpu"),
-        "command": "python benchmarks/inference_speed.py " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "command": shlex.join(["python", "benchmarks/inference_speed.py", *(sys.argv[1:] if argv is None else argv)]),
         "repeats": args.repeats,
         "warmup": args.warmup,
         "cases": cases,

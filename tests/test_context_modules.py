@@ -131,6 +131,7 @@ def test_ocr_parameters_are_ocrhead_without_classifier_and_aux_hidden_conv() -> 
     assert bench.count_params(bench.SPECS_BY_KEY["ocr"]) == without_classifier - numel(head.decoder.key_proj)
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_quick_run_writes_reports(tmp_path: Path) -> None:
     # A subprocess, as users run it: from the repository root, without installing anything.

@@ -19,6 +19,7 @@ def test_a_variant_of_another_function_is_refused():
         bench.check("head", "case", {"classic": reference, "same": close, "other": other}, "classic")
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_quick_run_writes_every_case(tmp_path):
     assert bench.main(["--quick", "--repeats", "1", "--warmup", "0", "--no-compile", "--out", str(tmp_path)]) == 0
@@ -32,3 +33,5 @@ def test_quick_run_writes_every_case(tmp_path):
     model = next(case for case in report["cases"] if "eval, 1x3x" in case["case"])
     assert set(model["ms"]) == {"plain", "optimized direct", "optimized winograd"}
     assert "| train step, B=2, 48 ch, 16x32 | OCRHead |" in (tmp_path / "inference_speed.md").read_text()
+    peaks = report["cases"][-1]["peak_mb"]
+    assert set(peaks) == {"classic", "OCRHead"} and all(mb > 0 for mb in peaks.values())
