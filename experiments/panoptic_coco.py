@@ -153,7 +153,7 @@ def run(args: argparse.Namespace, context: DistributedContext) -> int:
             raise SystemExit(f"--checkpoint {args.checkpoint} is not a training checkpoint of this script")
         args.out = eval_only_folder(args)  # its own reports and predictions, never the training run's
         configs = {"ocr" if saved["config"]["model_kwargs"].get("ocr", True) else "fpn": TrainConfig(
-            **{**saved["config"], "resume": None, "output_dir": str(args.out), "data_root": data_root})}  # fmt: skip
+            **{**saved["config"], "resume": None, "output_dir": str(args.out), "data_root": data_root})}
     else:
         configs = {variant: variant_config(args, variant, data_root) for variant in args.variants}
     results, trainers = {}, {}

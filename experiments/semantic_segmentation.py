@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float)
     p.add_argument("--scale-range", help="random rescale range for training, e.g. 0.5,2.0")
     p.add_argument("--jitter", action=argparse.BooleanOptionalAction, default=None,
-                   help="photometric jitter (default: on for real datasets, off for the synthetic one)")  # fmt: skip
+                   help="photometric jitter (default: on for real datasets, off for the synthetic one)")
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--ohem", action="store_true", help="OHEM on the main loss (threshold 0.7)")
     p.add_argument("--ohem-min-kept", type=int, default=100_000)

@@ -151,7 +151,7 @@ def _import_xformers():
     """Import ``xformers.ops`` once, only when a CUDA tensor asks for it (so CPU users never see its
     import-time warnings). Returns ``(module, None)`` or ``(None, reason)``."""
     try:
-        import xformers.ops as xops  # noqa: PLC0415 - deliberately lazy
+        import xformers.ops as xops  # lazy: xformers is optional
     except Exception as error:  # ImportError, or a broken build raising anything at import
         return None, f"xformers cannot be imported ({type(error).__name__}: {error})"
     return xops, None
@@ -170,8 +170,8 @@ def _xformers_why_not(q, k, v, scale) -> list[str]:
         return [import_reason]
     # Ask xformers' own dispatcher: it knows its operators' limits (head dims, alignment, grads).
     try:
-        from xformers.ops.fmha import dispatch as xdispatch  # noqa: PLC0415
-        from xformers.ops.fmha.common import Inputs  # noqa: PLC0415
+        from xformers.ops.fmha import dispatch as xdispatch
+        from xformers.ops.fmha.common import Inputs
 
         q4, k4, v4 = (t.transpose(1, 2) for t in (q, k, v))
         xdispatch._dispatch_fw(Inputs(query=q4, key=k4, value=v4, scale=scale), _needs_grad(q, k, v))

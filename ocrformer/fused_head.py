@@ -161,7 +161,7 @@ class FusedOCRHead(nn.Module):
         del logits
         q = self.queries.expand(batch, 1, *self.queries.shape)  # (B, 1, K, Dr)
         regions = attend(q, keys[:, None], pixel_rows.view(batch, 1, pixel_count, -1), scale=1.0,
-                         backend=self.backend)[:, 0]  # fmt: skip  # (B, K, C)
+                         backend=self.backend)[:, 0]  # (B, K, C)
         del keys, q
         fused = self._encoder(pixel_rows, regions, shape)  # rows (B * N, C)
         logits_out = torch.baddbmm(
@@ -207,7 +207,7 @@ class FusedOCRHead(nn.Module):
         q = _conv1x1(q, shape, self.query1_weight, self.query1_bias).relu_()  # (B * N, Dk)
         region_rows = regions.reshape(-1, channels)
         k = _linear_relu(_linear_relu(region_rows, self.region_key0_weight, self.region_key0_bias),
-                         self.region_key1_weight, self.region_key1_bias)  # fmt: skip  # (B * K, Dk)
+                         self.region_key1_weight, self.region_key1_bias)  # (B * K, Dk)
         v = _linear_relu(region_rows, self.region_value_weight, self.region_value_bias)  # (B * K, Dk)
         key_channels = q.shape[1]
         d = key_channels // heads

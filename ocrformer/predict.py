@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--flip", action="store_true", help="also average the horizontally flipped image")
     parser.add_argument("--window", help="sliding-window inference with this crop, e.g. 512,1024")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", type=_device,
-                        help="cpu, cuda or cuda:N (default: cuda if available)")  # fmt: skip
+                        help="cpu, cuda or cuda:N (default: cuda if available)")
     args = parser.parse_args(argv)
 
     missing = [str(p) for p in args.images if not p.is_file()]
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
                 labels = predict_labels(
                     model, _to_tensor(image, model.input_channels)[None].to(args.device), scales=scales,
                     flip=args.flip, window=window, align_corners=model.align_corners,
-                )[0].cpu().numpy()  # fmt: skip
+                )[0].cpu().numpy()
                 mask = colorize(labels, palette)
                 Image.fromarray(labels.astype(np.uint8)).save(args.out / f"{name}_labels.png")
                 Image.fromarray(mask).save(args.out / f"{name}_mask.png")

@@ -43,7 +43,7 @@ ADE20K_CLASSES = [
     "ball", "food", "step", "tank", "trade name", "microwave", "pot", "animal", "bicycle", "lake", "dishwasher",
     "screen", "blanket", "sculpture", "hood", "sconce", "vase", "traffic light", "tray", "ashcan", "fan", "pier",
     "crt screen", "plate", "monitor", "bulletin board", "shower", "radiator", "glass", "clock", "flag",
-]  # fmt: skip
+]
 # The palette mmsegmentation's ADE20KDataset uses (so visualisations match its figures).
 ADE20K_PALETTE = [
     (120, 120, 120), (180, 120, 120), (6, 230, 230), (80, 50, 50), (4, 200, 3), (120, 120, 80), (140, 140, 140),
@@ -68,7 +68,7 @@ ADE20K_PALETTE = [
     (0, 153, 255), (0, 41, 255), (0, 255, 204), (41, 0, 255), (41, 255, 0), (173, 0, 255), (0, 245, 255),
     (71, 0, 255), (122, 0, 255), (0, 255, 184), (0, 92, 255), (184, 255, 0), (0, 133, 255), (255, 214, 0),
     (25, 194, 194), (102, 255, 0), (92, 0, 255),
-]  # fmt: skip
+]
 
 # "train"/"val" are accepted too, so code that loops over the usual split names works unchanged.
 _SPLIT_ALIASES = {"train": "training", "val": "validation"}

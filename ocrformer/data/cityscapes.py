@@ -29,23 +29,23 @@ __all__ = ["CITYSCAPES_CLASSES", "CITYSCAPES_CLASS_WEIGHTS", "CITYSCAPES_PALETTE
 CITYSCAPES_CLASSES = [
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
     "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-]  # fmt: skip
+]
 CITYSCAPES_PALETTE = [
     (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
     (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0),
     (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
-]  # fmt: skip
+]
 # Label id -> train id, from cityscapesScripts labels.py; the other 15 of the ids 0-33 are void (-> 255).
 LABEL_ID_TO_TRAIN_ID = {
     7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
     23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
-}  # fmt: skip
+}
 # The class-balancing weights of the HRNet-Semantic-Segmentation Cityscapes loss (lib/datasets/cityscapes.py),
 # in train-id order. A tuple, so nobody can change them in place: ``torch.tensor(CITYSCAPES_CLASS_WEIGHTS)``.
 CITYSCAPES_CLASS_WEIGHTS = (
     0.8373, 0.918, 0.866, 1.0345, 1.0166, 0.9969, 0.9754, 1.0489, 0.8786, 1.0023,
     0.9539, 0.9843, 1.1116, 0.9037, 1.0865, 1.0955, 1.0865, 1.1529, 1.0507,
-)  # fmt: skip
+)
 
 _IMAGE_SUFFIX = "_leftImg8bit.png"
 _LABEL_SUFFIX = "_gtFine_labelIds.png"

@@ -126,5 +126,5 @@ for _entry in (
                  description="ADEChallengeData2016, 150 classes"),
     DatasetEntry("folder", "semantic", _folder, description="images/ + labels/ + classes.json per split"),
     DatasetEntry("coco_panoptic", "panoptic", _coco_panoptic, description="COCO 2017 panoptic (PNG ids + JSON)"),
-):  # fmt: skip
+):
     register_dataset(_entry)

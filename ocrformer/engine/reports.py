@@ -128,7 +128,7 @@ def plot_pq_bars(results: dict[str, dict], out_path: str | Path, *, title: str =
     for i, name in enumerate(names):
         values = [100 * results[name][key] for key, _ in groups]
         bars = ax.bar([g + (i - (len(names) - 1) / 2) * width for g in range(len(groups))], values, width,
-                      label=name)  # fmt: skip
+                      label=name)
         ax.bar_label(bars, fmt="%.1f", fontsize="small")
     ax.set_xticks(range(len(groups)), [label for _, label in groups])
     ax.set_ylabel("%")

@@ -97,7 +97,7 @@ def combine_panoptic(
         segments.append(
             {"id": segment_id, "isthing": True, "category_id": int(labels[index]), "area": int(free.sum()),
              "score": score}
-        )  # fmt: skip
+        )
 
     for stuff in torch.unique(semantic).tolist():
         if stuff in (thing_class, VOID):
