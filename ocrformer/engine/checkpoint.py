@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._atomic import atomic_write, remove_stale_partials
+from .._atomic import atomic_write
 
 __all__ = [
     "TRAINING_CHECKPOINT_KEYS",
@@ -20,12 +20,13 @@ __all__ = [
     "is_training_checkpoint",
     "load_checkpoint",
     "non_finite_tensors",
-    "remove_stale_partials",
     "restore_rng_state",
 ]
 
 # What ``Trainer.save_checkpoint`` writes (besides extras); a file without them is not a training checkpoint.
 TRAINING_CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "iteration", "config")
+
+
 def atomic_save(obj: object, path: str | Path) -> Path:
     """``torch.save(obj, path)`` through ``ocrformer._atomic.atomic_write``: no torn file after a kill; a failed
     write raises ``OSError`` naming ``path`` (a full disk as such), the file previously at ``path`` intact."""
