@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ocrformer._atomic import atomic_write_text
+
 __all__ = ["write_reports"]
 
 
 def write_reports(out_dir: Path, stem: str, report: dict, markdown: str, *, indent: int = 1) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=indent) + "\n")
-    (out_dir / f"{stem}.md").write_text(markdown)
+    atomic_write_text(out_dir / f"{stem}.json", json.dumps(report, indent=indent) + "\n")
+    atomic_write_text(out_dir / f"{stem}.md", markdown)
     print(markdown)
     print(f"wrote {out_dir / (stem + '.json')} and {out_dir / (stem + '.md')}")

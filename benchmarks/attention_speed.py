@@ -725,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / "attention_speed.json"
-    json_path.write_text(json.dumps({**report_json(cases, results, rates, meta, {}), **notes}, indent=1) + "\n")
+    atomic_write_text(json_path, json.dumps({**report_json(cases, results, rates, meta, {}), **notes}, indent=1) + "\n")
     if args.write_table:
         entries = [table_entry(case, result, meta["device"]) for case, result in zip(cases, results, strict=True)]
         write_table(attention.TABLE_PATH, entries, {key: meta[key] for key in META_KEYS[1:]})
@@ -734,11 +734,11 @@ def main(argv: list[str] | None = None) -> int:
     loo = leave_one_out(cases, results, meta["device"])
 
     report = report_json(cases, results, rates, meta, {"auto_check": verdicts, "leave_one_out": loo})
-    json_path.write_text(json.dumps({**report, **notes}, indent=1) + "\n")
+    atomic_write_text(json_path, json.dumps({**report, **notes}, indent=1) + "\n")
     floors = [floor_ms(case, rates) for case in cases]
     text = markdown(cases, results, floors, verdicts, meta, rates)
     text += "\n## auto's choice per case\n\n" + decision_grids(cases, results, verdicts)
-    (args.out / "attention_speed.md").write_text(text)
+    atomic_write_text(args.out / "attention_speed.md", text)
     plot(cases, results, floors, args.out / "attention_speed.png")
     print(text)
     failures = print_checks("auto vs the table file", cases, verdicts, verbose=True)

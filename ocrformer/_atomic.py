@@ -4,8 +4,10 @@
 ``path`` (atomic on POSIX): a kill at any moment leaves the previous file or the new one. The temporary files
 of writers that were killed (``.NAME.<pid>.partial``) are removed by the next write; a write that fails raises
 ``OSError`` naming the file (``errno.ENOSPC`` and "the disk is full" when that is why), the previous file intact.
-Every writer of the package goes through it: checkpoints, converted checkpoints, the metrics log, the synthetic
-datasets' JSON, the attention table.
+Every checkpoint, JSON and Markdown file the package and its scripts write goes through it: checkpoints and
+converted checkpoints, the metrics log, ``config.json``, the results reports, the panoptic evaluation's
+prediction JSON, the synthetic datasets' JSON, the attention table, the benchmarks' reports. (Images -- PIL's
+PNGs, matplotlib's figures -- are written directly.)
 """
 
 from __future__ import annotations

@@ -37,6 +37,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from .._atomic import atomic_write_text
 from ._io import IGNORE_INDEX, Transforms
 
 __all__ = ["SyntheticContextSegmentation", "write_folder"]
@@ -269,5 +270,5 @@ def write_folder(dataset: SyntheticContextSegmentation, out_dir: str | Path) -> 
         Image.fromarray(image).save(out_dir / "images" / f"{index:05d}.png")
         Image.fromarray(label).save(out_dir / "labels" / f"{index:05d}.png")
     meta = {"classes": dataset.classes, "palette": [list(c) for c in dataset.palette], "ignore_index": IGNORE_INDEX}
-    (out_dir / "classes.json").write_text(json.dumps(meta, indent=2))
+    atomic_write_text(out_dir / "classes.json", json.dumps(meta, indent=2))
     return out_dir

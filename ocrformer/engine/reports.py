@@ -13,6 +13,7 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .._atomic import atomic_write_text  # noqa: E402
 from ..visualize import colorize, colorize_panoptic, default_palette, denormalize  # noqa: E402
 
 __all__ = [
@@ -31,9 +32,9 @@ def save_results(out_dir: Path, table: str, arguments: dict, results: dict) -> N
     ``arguments`` (as strings) with the ``results`` in ``results.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     print("\n" + table)
-    (out_dir / "results.md").write_text(table + "\n")
+    atomic_write_text(out_dir / "results.md", table + "\n")
     document = {"args": {key: str(value) for key, value in arguments.items()}, "results": results}
-    (out_dir / "results.json").write_text(json.dumps(document, indent=2))
+    atomic_write_text(out_dir / "results.json", json.dumps(document, indent=2))
 
 
 def _save(fig, out_path: str | Path) -> Path:

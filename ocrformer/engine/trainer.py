@@ -36,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
+from .._atomic import atomic_write_text
 from ..evaluation import SemanticEvaluator
 from ..inference import predict
 from ..losses import OCRLoss
@@ -338,7 +339,7 @@ class Trainer:
         config, main = self.config, self.context.is_main
         if main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
+            atomic_write_text(self.output_dir / "config.json", json.dumps(dataclasses.asdict(config), indent=2))
         # The log holds exactly what the checkpoint has seen: rows past it (logged after it was written) go.
         self.metrics_log.start(self.iteration if resume is not None else None)
         last_good = (self.output_dir / LAST_CHECKPOINT) if resume is not None else None

@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from PIL import Image
 
+from .._atomic import atomic_write_text
+
 __all__ = ["PanopticEvaluator", "panoptic_quality", "summarize_pq"]
 
 
@@ -144,7 +146,7 @@ class PanopticEvaluator:
             annotations.append({k: prediction[k] for k in ("image_id", "file_name", "segments_info")})
         gt = json.loads(self.gt_json.read_text())
         pred_json = self.output_dir / "predictions.json"
-        pred_json.write_text(json.dumps({"annotations": annotations, "categories": gt["categories"]}))
+        atomic_write_text(pred_json, json.dumps({"annotations": annotations, "categories": gt["categories"]}))
         evaluated = {a["image_id"] for a in annotations}
         gt_json = self.gt_json
         if evaluated != {a["image_id"] for a in gt["annotations"]}:
@@ -152,5 +154,5 @@ class PanopticEvaluator:
             gt_json = self.output_dir / "ground_truth_subset.json"
             subset = {**gt, "annotations": [a for a in gt["annotations"] if a["image_id"] in evaluated]}
             subset["images"] = [i for i in gt.get("images", []) if i["id"] in evaluated]
-            gt_json.write_text(json.dumps(subset))
+            atomic_write_text(gt_json, json.dumps(subset))
         return panoptic_quality(gt_json, self.gt_folder, pred_json, folder, verbose=verbose)
