@@ -16,7 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ClassicOCRHead", "randomize_"]
+from ocrformer import OCRHead
+from ocrformer.convert import convert_checkpoint
+
+__all__ = ["ClassicOCRHead", "classic_and_ocrformer", "head_state_dict", "randomize_"]
 
 
 def _bn_relu(channels: int) -> nn.Sequential:
@@ -133,3 +136,17 @@ def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:
             sub.running_var.copy_(rand(sub.running_var, 0.5, 2.0))
             sub.num_batches_tracked.fill_(int(rand(sub.num_batches_tracked, 1, 1000).item()))
     return module
+
+
+def head_state_dict(converted: dict) -> dict:
+    """The ``head.`` part of a converted checkpoint, with the prefix removed."""
+    return {k.removeprefix("head."): v for k, v in converted.items() if k.startswith("head.")}
+
+
+def classic_and_ocrformer(in_channels, num_classes, *, dtype=torch.float32, seed=0, **kwargs):
+    """A randomised ClassicOCRHead and an OCRHead loaded from it through convert_checkpoint (strict)."""
+    backend = kwargs.pop("backend", "auto")
+    classic = randomize_(ClassicOCRHead(in_channels, num_classes, **kwargs), seed).to(dtype)
+    head = OCRHead(in_channels, num_classes, backend=backend, **kwargs).to(dtype)
+    head.load_state_dict(head_state_dict(convert_checkpoint(classic.state_dict())), strict=True)
+    return classic, head

@@ -22,7 +22,6 @@ import copy
 import datetime
 import shlex
 import sys
-import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +32,7 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-from benchmarks._common import machine_description, round_robin, summarize  # noqa: E402
+from benchmarks._common import machine_description, time_round_robin  # noqa: E402
 from benchmarks._reports import write_reports  # noqa: E402
 from ocrformer import create_model  # noqa: E402
 from ocrformer.backbones.hrnet import FuseUpsample  # noqa: E402
@@ -74,16 +73,11 @@ def relative_l2(expected: torch.Tensor, actual: torch.Tensor) -> float:
 
 def measure(variants: dict[str, nn.Module], size: tuple[int, int], warmup: int, repeats: int) -> dict:
     images = torch.randn(1, 3, *size, generator=torch.Generator().manual_seed(1))
-    times: dict[str, list[float]] = {name: [] for name in variants}
     with torch.no_grad():
         outputs = {name: model(images)["logits"] for name, model in variants.items()}
-        for r, name in round_robin(list(variants), warmup, repeats):
-            start = time.perf_counter()
-            variants[name](images)
-            if r >= 0:
-                times[name].append(1e3 * (time.perf_counter() - start))
+        ms = time_round_robin({name: (lambda m=model: m(images)) for name, model in variants.items()}, warmup, repeats)
     return {
-        "ms": {name: summarize(values) for name, values in times.items()},
+        "ms": ms,
         "nearest_vs_bilinear_relative_l2": relative_l2(outputs["bilinear"], outputs["timm nearest"]),
     }
 

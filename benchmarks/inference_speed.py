@@ -46,9 +46,8 @@ from benchmarks._common import (  # noqa: E402
     time_round_robin,
 )
 from benchmarks._reports import write_reports  # noqa: E402
-from benchmarks.classic_ocr import ClassicOCRHead, randomize_  # noqa: E402
+from benchmarks.classic_ocr import ClassicOCRHead, classic_and_ocrformer  # noqa: E402
 from ocrformer import FusedOCRHead, OCRHead, create_model, optimize_for_inference  # noqa: E402
-from ocrformer.convert import convert_checkpoint  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "outputs" / "inference_speed"
 TOLERANCE = {"head": 1e-5, "model": 1e-4, "train": 1e-10}  # relative, max |diff| / max |reference|
@@ -75,11 +74,7 @@ CLASSES = 19
 def heads(sizes: Sizes, dropout: float = 0.05, seed: int = 0) -> tuple[ClassicOCRHead, OCRHead]:
     """The classic head, randomised (BatchNorm statistics included), and an OCRHead loaded from it."""
     cin, mid, key = sizes.head_channels
-    classic = randomize_(ClassicOCRHead(cin, CLASSES, mid_channels=mid, key_channels=key, dropout=dropout), seed)
-    head = OCRHead(cin, CLASSES, mid_channels=mid, key_channels=key, dropout=dropout)
-    state = convert_checkpoint(classic.state_dict())
-    head.load_state_dict({k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")})
-    return classic, head
+    return classic_and_ocrformer(cin, CLASSES, mid_channels=mid, key_channels=key, dropout=dropout, seed=seed)
 
 
 def check(kind: str, label: str, outputs: dict[str, dict], reference: str) -> dict[str, float]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from benchmarks.classic_ocr import head_state_dict
 from ocrformer import FusedOCRHead, OCRHead, create_model, optimize_for_inference
 from ocrformer.backbones import FeatureAdapter
 from ocrformer.convert import convert_checkpoint
@@ -123,7 +124,7 @@ def compare_head(name: str, conv: str | None) -> dict[str, tuple[float, float]]:
     settings = LAYOUTS["openseg"].head(features)
     head = OCRHead(num_classes=expected["info"]["num_classes"], region_kernel_size=settings.region_kernel_size,
                    region_dropout=settings.region_dropout, dropout=settings.dropout, **kwargs).eval()
-    head.load_state_dict({k.removeprefix("head."): v for k, v in converted.items() if k.startswith("head.")})
+    head.load_state_dict(head_state_dict(converted))
     if conv is not None:
         head = FusedOCRHead(head, conv=conv)
     align_corners = expected["info"]["align_corners"]
