@@ -44,7 +44,6 @@ class DatasetEntry:
     build: Callable[..., Dataset]
     splits: tuple[str, str] = ("train", "val")
     needs_root: bool = True
-    description: str = ""
 
 
 DATASETS: dict[str, DatasetEntry] = {}
@@ -118,13 +117,12 @@ def _coco_panoptic(root, split, transforms, **kwargs) -> CocoPanoptic:
     return CocoPanoptic(root, split or "train", transforms=transforms, **kwargs)
 
 
+# Each dataset's layout and classes: docs/datasets.md.
 for _entry in (
-    DatasetEntry("synthetic", "semantic", _synthetic, needs_root=False,
-                 description="generated: object context decides the class (the paper's Fig. 1 in miniature)"),
-    DatasetEntry("cityscapes", "semantic", _cityscapes, description="leftImg8bit/ + gtFine/, 34 ids -> 19 classes"),
-    DatasetEntry("ade20k", "semantic", _ade20k, splits=("training", "validation"),
-                 description="ADEChallengeData2016, 150 classes"),
-    DatasetEntry("folder", "semantic", _folder, description="images/ + labels/ + classes.json per split"),
-    DatasetEntry("coco_panoptic", "panoptic", _coco_panoptic, description="COCO 2017 panoptic (PNG ids + JSON)"),
+    DatasetEntry("synthetic", "semantic", _synthetic, needs_root=False),
+    DatasetEntry("cityscapes", "semantic", _cityscapes),
+    DatasetEntry("ade20k", "semantic", _ade20k, splits=("training", "validation")),
+    DatasetEntry("folder", "semantic", _folder),
+    DatasetEntry("coco_panoptic", "panoptic", _coco_panoptic),
 ):
     register_dataset(_entry)
