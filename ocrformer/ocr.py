@@ -250,7 +250,7 @@ class OCRDecoder(nn.Module):
         region_logits = torch.bmm(self.queries.expand(batch, *self.queries.shape), keys.flatten(2))
         region_logits = (region_logits + self.query_bias[:, None]).view(batch, -1, height, width)
 
-        # (B, 1, K, Dr), shared by the batch; under autocast the keys may be bf16 while the parameter is not.
+        # Under autocast the keys may be bf16 while the parameter is not.
         q = self.queries.to(keys.dtype)  # (K, Dr), shared by the batch
         k = rearrange(keys, "b c h w -> b (h w) c")  # (B, N, Dr)
         v = rearrange(pixels, "b c h w -> b (h w) c")  # (B, N, C)
