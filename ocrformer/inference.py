@@ -7,6 +7,10 @@ Shape legend:
 horizontal flip) the image is resized, the logits are computed over the whole image or over sliding windows
 (overlaps averaged, as mmsegmentation's ``slide_inference``), turned into probabilities with a softmax,
 resized back to (H, W), and the probabilities of all passes are averaged.
+
+With ``flip_pairs`` (a dataset's left/right classes, e.g. LIP's arms, legs and shoes), the flipped pass's class
+channels are exchanged pairwise after flipping back: on the mirrored image the model sees a left arm where the
+right arm is, so its "left arm" score belongs to the original image's right arm.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .data.transforms import FlipPairs, check_flip_pairs
 
 __all__ = ["predict", "predict_labels"]
 
@@ -32,6 +38,7 @@ def predict(
     *,
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
+    flip_pairs: Sequence[Sequence[int]] = (),
     window: Size2d | None = None,
     stride: Size2d | None = None,
     num_classes: int | None = None,
@@ -47,6 +54,9 @@ def predict(
         scales: resize factors; each scale s runs the model on the image resized (bilinearly) to
             ``(round(s * H), round(s * W))``.
         flip: also run every scale on the horizontally flipped image (the output is flipped back).
+        flip_pairs: ``(a, b)`` class ids whose channels the flipped pass exchanges (the dataset's
+            ``flip_pairs``; see the module docstring); distinct ids in ``0..K-1``, none twice. Used only with
+            ``flip=True``; ``()`` flips the scores back and nothing more.
         window: ``(h, w)`` (or one int) crop size for sliding-window inference; None runs the whole image.
             An image smaller than the window is zero-padded at the bottom/right up to it, and cropped back.
         stride: ``(sh, sw)`` (or one int) step between windows, at most the window; default 2/3 of the window.
@@ -58,12 +68,14 @@ def predict(
         (B, K, H, W) probabilities (they sum to 1 over K) in float32, or float64 for a float64 model.
     """
     scales = _check_args(images, scales, num_classes)
+    flip_pairs = check_flip_pairs(flip_pairs, num_classes)
     window, stride = _window_and_stride(window, stride)
     passes = [(scale, flipped) for scale in scales for flipped in ((False, True) if flip else (False,))]
     with torch.no_grad(), _eval_mode(model):
         total = None
         for scale, flipped in passes:
-            probs = _predict_pass(model, images, scale, flipped, window, stride, num_classes, align_corners)
+            pairs = flip_pairs if flipped else ()
+            probs = _predict_pass(model, images, scale, flipped, pairs, window, stride, num_classes, align_corners)
             total = probs if total is None else total + probs
     return total / len(passes)
 
@@ -79,12 +91,14 @@ def _predict_pass(
     images: torch.Tensor,
     scale: float,
     flipped: bool,
+    flip_pairs: FlipPairs,
     window: tuple[int, int] | None,
     stride: tuple[int, int] | None,
     num_classes: int | None,
     align_corners: bool,
 ) -> torch.Tensor:
-    """(B, K, H, W) probabilities of one scale, optionally on the flipped image."""
+    """(B, K, H, W) probabilities of one scale, optionally on the flipped image (channels of ``flip_pairs``
+    exchanged)."""
     size = tuple(images.shape[-2:])
     x = images
     if scale != 1.0:
@@ -98,6 +112,8 @@ def _predict_pass(
         logits = _slide_logits(model, x, window, stride, num_classes, align_corners)
     if flipped:
         logits = logits.flip(-1)
+    if flip_pairs:
+        logits = logits[:, _pair_permutation(flip_pairs, logits.shape[1]).to(logits.device)]
     # Accumulate in at least float32: half-precision probabilities would lose the small differences.
     probs = logits.to(torch.promote_types(logits.dtype, torch.float32)).softmax(dim=1)
     if probs.shape[-2:] != size:
@@ -128,6 +144,16 @@ def _slide_logits(
             total[..., rows, cols] += logits
             count[..., rows, cols] += 1
     return (total / count.to(total.dtype))[..., :height, :width]
+
+
+def _pair_permutation(flip_pairs: FlipPairs, num_classes: int) -> torch.Tensor:
+    """Channel order (K,) that exchanges each pair: ``scores[:, perm]`` puts channel b where a was and a where
+    b was. ``ValueError`` naming ``flip_pairs`` if an id is not below the model's K."""
+    check_flip_pairs(flip_pairs, num_classes, name=f"flip_pairs (the model gives K={num_classes} classes)")
+    perm = torch.arange(num_classes)
+    for a, b in flip_pairs:
+        perm[a], perm[b] = b, a
+    return perm
 
 
 def _window_starts(size: int, window: int, stride: int) -> list[int]:

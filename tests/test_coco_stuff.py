@@ -253,7 +253,7 @@ def test_10k_list_naming_a_missing_image(root10k):
         f.write("\nCOCO_train2014_000000000404\nCOCO_train2014_000000000405\n")
     with pytest.raises(
         FileNotFoundError,
-        match=r"train.txt line 4 names 'COCO_train2014_000000000404', but .*000000000404.jpg does not exist "
+        match=r"train.txt line 4 names an image that does not exist: .*000000000404.jpg "
         r"\(and 1 more missing images\)",
     ):
         CocoStuff10k(root10k)
@@ -269,13 +269,13 @@ def test_10k_image_without_annotation(root10k):
 def test_10k_bad_lists(root10k):
     lists = root10k / "imageLists"
     (lists / "empty.txt").write_text("\n  \n")
-    with pytest.raises(ValueError, match=r"image list .*empty.txt names no images"):
+    with pytest.raises(ValueError, match=r"id list .*empty.txt names no images"):
         CocoStuff10k(root10k, "empty")
     (lists / "twice.txt").write_text("COCO_train2014_000000000001\n\nCOCO_train2014_000000000001\n")
     with pytest.raises(ValueError, match=r"twice.txt names 'COCO_train2014_000000000001' twice \(lines 1 and 3\)"):
         CocoStuff10k(root10k, "twice")
     (lists / "binary.txt").write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(ValueError, match=r"image list .*binary.txt is not UTF-8 text"):
+    with pytest.raises(ValueError, match=r"id list .*binary.txt is not UTF-8 text"):
         CocoStuff10k(root10k, "binary")
 
 

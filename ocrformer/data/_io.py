@@ -112,6 +112,39 @@ def pair_with_labels(images: Sequence[Path], label_for: Callable[[Path], Path]) 
     return pairs
 
 
+def read_id_list(path: Path, image_for: Callable[[str], Path], layout: str) -> list[Path]:
+    """The images a split list names, in its order: one id per line (blank lines and surrounding spaces ignored,
+    Windows line ends too), ``image_for(id)`` its image -- LIP's ``*_id.txt``, PASCAL-Context's
+    ``SegmentationContext/*.txt``, COCO-Stuff-10k's ``imageLists/*.txt``.
+
+    ``FileNotFoundError`` naming the list, the line and the path of the first missing image; ``ValueError`` for a
+    list that is not UTF-8 text, names an id twice (both lines) or names nothing (with ``layout``).
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"id list {path} is not UTF-8 text: {exc}") from exc
+    images, seen, missing = [], {}, []
+    for number, line in enumerate(lines, start=1):
+        image_id = line.strip()
+        if not image_id:
+            continue
+        if image_id in seen:
+            raise ValueError(f"id list {path} names {image_id!r} twice (lines {seen[image_id]} and {number})")
+        seen[image_id] = number
+        image = image_for(image_id)
+        if not image.is_file():
+            missing.append((number, image))
+        images.append(image)
+    if missing:
+        number, image = missing[0]
+        more = f" (and {len(missing) - 1} more missing images)" if len(missing) > 1 else ""
+        raise FileNotFoundError(f"id list {path} line {number} names an image that does not exist: {image}{more}")
+    if not images:
+        raise ValueError(f"id list {path} names no images. Expected layout:\n{layout}")
+    return images
+
+
 def read_rgb(path: Path) -> np.ndarray:
     """An image file -> uint8 (H, W, 3) RGB, writable; 16-bit images reduced to 8 bits by their high byte (see
     the module docstring). ``ValueError`` naming the file if it cannot be decoded or its pixels have no known
@@ -231,9 +264,13 @@ class PairedSegmentation(Dataset):
 
     ``dataset[i]`` -> ``{"image": uint8 (3, H, W), "label": int64 (H, W) train ids or 255, "path": str}``, or
     what ``transforms(image, label)`` returns in their place.
+
+    ``flip_pairs``: the train ids a horizontal flip exchanges (left/right classes); ``()`` here, set by datasets
+    that have such classes (LIP). Read by ``build_datasets`` (training flip) and ``Trainer.evaluate`` (flip test).
     """
 
     ignore_index = IGNORE_INDEX
+    flip_pairs: tuple[tuple[int, int], ...] = ()
 
     def __init__(
         self,

@@ -49,6 +49,7 @@ from ._io import (
     make_lut,
     map_label,
     pair_with_labels,
+    read_id_list,
     read_image,
     require_dir,
     require_files,
@@ -194,7 +195,7 @@ class CocoStuff10k(PairedSegmentation):
             )
         image_dir = require_dir(root / "images", "COCO-Stuff-10k images folder", LAYOUT_10K)
         label_dir = require_dir(root / "annotations", "COCO-Stuff-10k annotations folder", LAYOUT_10K)
-        images = [image_dir / f"{name}.jpg" for name in _read_image_list(list_file, image_dir)]
+        images = read_id_list(list_file, lambda name: image_dir / f"{name}.jpg", LAYOUT_10K)
         mapping = {0: IGNORE_INDEX, **COCO_STUFF_ID_TO_TRAIN_ID}
         super().__init__(
             pair_with_labels(images, lambda image: label_dir / f"{image.stem}.mat"),
@@ -220,34 +221,6 @@ class CocoStuff10k(PairedSegmentation):
         if self.transforms is not None:
             image, label = self.transforms(image, label)
         return {"image": image, "label": label, "path": str(image_path)}
-
-
-def _read_image_list(list_file: Path, image_dir: Path) -> list[str]:
-    """The image names of an ``imageLists/*.txt`` file (blank lines skipped); ``ValueError`` naming the file if it
-    is undecodable, empty or names an image twice, ``FileNotFoundError`` naming the line if an image is missing."""
-    try:
-        lines = list_file.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"COCO-Stuff-10k image list {list_file} is not UTF-8 text: {exc}") from exc
-    entries = [(number, line.strip()) for number, line in enumerate(lines, start=1) if line.strip()]
-    if not entries:
-        raise ValueError(f"COCO-Stuff-10k image list {list_file} names no images. Expected layout:\n{LAYOUT_10K}")
-    first_line: dict[str, int] = {}
-    for number, name in entries:
-        if name in first_line:
-            raise ValueError(
-                f"COCO-Stuff-10k image list {list_file} names {name!r} twice (lines {first_line[name]} and {number})"
-            )
-        first_line[name] = number
-    missing = [(number, name) for number, name in entries if not (image_dir / f"{name}.jpg").is_file()]
-    if missing:
-        number, name = missing[0]
-        more = f" (and {len(missing) - 1} more missing images)" if len(missing) > 1 else ""
-        raise FileNotFoundError(
-            f"COCO-Stuff-10k image list {list_file} line {number} names {name!r}, but {image_dir / (name + '.jpg')} "
-            f"does not exist{more}"
-        )
-    return [name for _, name in entries]
 
 
 def read_mat_label(path: Path) -> torch.Tensor:

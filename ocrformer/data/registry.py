@@ -21,7 +21,10 @@ from ._io import Transforms
 from .ade20k import ADE20KSegmentation
 from .cityscapes import CityscapesSegmentation
 from .coco_panoptic import CocoPanoptic
+from .coco_stuff import build_coco_stuff10k, build_coco_stuff164k
 from .folder import FolderSegmentation
+from .lip import LIPSegmentation
+from .pascal_context import PascalContextSegmentation
 from .synthetic import SyntheticContextSegmentation
 
 __all__ = ["DATASETS", "TASKS", "DatasetEntry", "build_dataset", "dataset_names", "register_dataset"]
@@ -74,7 +77,8 @@ def build_dataset(
 
     Args:
         name: a registered name (``dataset_names()``).
-        root: the dataset folder -- Cityscapes root, ``ADEChallengeData2016``, a COCO panoptic root, or for
+        root: the dataset folder -- Cityscapes root, ``ADEChallengeData2016``, the LIP root (holding
+            ``TrainVal_images/``), PASCAL-Context's ``VOC2010`` folder, a COCO panoptic root, or for
             ``"folder"`` a folder holding ``images/``, ``labels/`` and ``classes.json`` (the ``write_folder``
             layout; override each with ``image_dir=``, ``label_dir=``, ``classes_json=``, where ``None`` keeps
             the default). Must be ``None`` for ``"synthetic"``.
@@ -117,6 +121,19 @@ def _coco_panoptic(root, split, transforms, **kwargs) -> CocoPanoptic:
     return CocoPanoptic(root, split or "train", transforms=transforms, **kwargs)
 
 
+def _lip(root, split, transforms, **kwargs) -> LIPSegmentation:
+    return LIPSegmentation(root, split or "train", transforms=transforms, **kwargs)
+
+
+def _pascal_context(num_classes: int) -> Callable[..., Dataset]:
+    """The builder of one PASCAL-Context benchmark (59 or 60 classes)."""
+
+    def build(root, split, transforms, **kwargs) -> PascalContextSegmentation:
+        return PascalContextSegmentation(root, split or "train", transforms, num_classes=num_classes, **kwargs)
+
+    return build
+
+
 # Each dataset's layout and classes: docs/datasets.md.
 for _entry in (
     DatasetEntry("synthetic", "semantic", _synthetic, needs_root=False),
@@ -124,5 +141,10 @@ for _entry in (
     DatasetEntry("ade20k", "semantic", _ade20k, splits=("training", "validation")),
     DatasetEntry("folder", "semantic", _folder),
     DatasetEntry("coco_panoptic", "panoptic", _coco_panoptic),
+    DatasetEntry("lip", "semantic", _lip),
+    DatasetEntry("pascal_context", "semantic", _pascal_context(59)),  # background ignored
+    DatasetEntry("pascal_context_60", "semantic", _pascal_context(60)),  # background as class 0
+    DatasetEntry("coco_stuff164k", "semantic", build_coco_stuff164k, splits=("train2017", "val2017")),
+    DatasetEntry("coco_stuff10k", "semantic", build_coco_stuff10k, splits=("train", "test")),
 ):
     register_dataset(_entry)

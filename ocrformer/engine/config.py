@@ -122,9 +122,10 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
     """The (train, val) datasets the config names (``ocrformer.data.DATASETS``: its default splits unless the
     config names others), with the task's training augmentation and evaluation transforms.
 
-    Semantic datasets: random rescale, crop, flip and jitter (``TrainTransform``), none for evaluation. Panoptic
-    ones: random flips only -- scale augmentation is Mask R-CNN's own, which resizes every image to its
-    ``min_size`` (one drawn per image when that is a tuple) and would undo a rescale here."""
+    Semantic datasets: random rescale, crop, flip and jitter (``TrainTransform``), none for evaluation; the flip
+    exchanges the dataset's ``flip_pairs`` (LIP's left/right parts). Panoptic ones: random flips only -- scale
+    augmentation is Mask R-CNN's own, which resizes every image to its ``min_size`` (one drawn per image when
+    that is a tuple) and would undo a rescale here."""
     from ..data import (
         DATASETS,
         EvalTransform,
@@ -135,19 +136,22 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
     )
 
     entry = DATASETS[config.dataset]
-    if entry.task == "panoptic":
-        train_transform, eval_transform = PanopticTrainTransform(flip=config.flip), PanopticEvalTransform()
-    else:
-        train_transform = TrainTransform(
-            config.crop_size,
-            scale_range=config.scale_range,
-            flip=config.flip,
-            jitter=config.jitter,
-            ignore_index=config.ignore_index,
-        )
-        eval_transform = EvalTransform()
     extra = {"classes_json": config.classes_json} if config.dataset == "folder" else {}
     train_split, val_split = config.train_split or entry.splits[0], config.val_split or entry.splits[1]
-    train = build_dataset(config.dataset, root=config.data_root, split=train_split, transforms=train_transform, **extra)
-    val = build_dataset(config.dataset, root=config.data_root, split=val_split, transforms=eval_transform, **extra)
-    return train, val
+
+    def build(split: str, transforms) -> Dataset:
+        return build_dataset(config.dataset, root=config.data_root, split=split, transforms=transforms, **extra)
+
+    if entry.task == "panoptic":
+        return build(train_split, PanopticTrainTransform(flip=config.flip)), build(val_split, PanopticEvalTransform())
+    # The val set first: the training flip needs the dataset's flip_pairs, which only the built dataset knows.
+    val = build(val_split, EvalTransform())
+    train_transform = TrainTransform(
+        config.crop_size,
+        scale_range=config.scale_range,
+        flip=config.flip,
+        flip_pairs=getattr(val, "flip_pairs", ()),
+        jitter=config.jitter,
+        ignore_index=config.ignore_index,
+    )
+    return build(train_split, train_transform), val

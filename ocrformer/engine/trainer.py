@@ -426,7 +426,8 @@ class Trainer:
     # ------------------------------------------------------------------------------------- evaluation
     @torch.no_grad()
     def evaluate(self, *, scales: tuple[float, ...] = (1.0,), flip: bool = False) -> dict:
-        """mIoU and accuracies on ``val_set`` (sharded over ranks, confusion matrices summed)."""
+        """mIoU and accuracies on ``val_set`` (sharded over ranks, confusion matrices summed). With ``flip``, the
+        flipped pass exchanges the class channels of the val set's ``flip_pairs`` (LIP's left/right parts)."""
         if self.val_set is None:
             raise ValueError("evaluate() needs a val_set")
         indices = range(self.context.rank, len(self.val_set), self.context.world_size)
@@ -436,6 +437,7 @@ class Trainer:
             num_workers=self.config.workers,
         )
         evaluator = SemanticEvaluator(self.num_classes, ignore_index=self.config.ignore_index)
+        flip_pairs = getattr(self.val_set, "flip_pairs", ())
         model = self.module
         self._refuse_non_finite_weights()
         model.eval()
@@ -446,7 +448,14 @@ class Trainer:
                 if self.config.oracle:
                     scores = model(images, oracle_labels=labels)["logits"]
                 else:
-                    scores = predict(model, images, scales=scales, flip=flip, align_corners=model.align_corners)
+                    scores = predict(
+                        model,
+                        images,
+                        scales=scales,
+                        flip=flip,
+                        flip_pairs=flip_pairs,
+                        align_corners=model.align_corners,
+                    )
             evaluator.update(scores.float(), labels)
         return evaluator.compute()
 
