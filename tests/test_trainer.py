@@ -92,6 +92,20 @@ def test_loss_goes_down_and_poly_lr_decays(tmp_path):
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] == pytest.approx(0.0, abs=1e-12)
 
 
+def test_head_lr_mult_trains_everything_outside_the_backbone_faster(tmp_path):
+    trainer = Trainer(toy_config(tmp_path, iterations=4, head_lr_mult=10.0), ToySegmentation())
+    backbone, rest = trainer.optimizer.param_groups
+    model = trainer.module
+    assert {id(p) for p in backbone["params"]} == {id(p) for p in model.backbone.parameters()}
+    assert {id(p) for p in rest["params"]} == {id(p) for n, p in model.named_parameters() if n.startswith("head.")}
+    assert rest["initial_lr"] == pytest.approx(10 * backbone["initial_lr"]) and backbone["initial_lr"] == 0.01
+    trainer.optimizer.step()
+    trainer.scheduler.step()
+    assert rest["lr"] == pytest.approx(10 * backbone["lr"]) and 0 < backbone["lr"] < 0.01  # poly decays both
+    with pytest.raises(ValueError, match="head_lr_mult must be positive"):
+        toy_config(tmp_path, head_lr_mult=0.0)
+
+
 @pytest.mark.parametrize("flavour", ["bf16", "oracle", "fcn"])
 def test_variants_train(tmp_path, flavour):
     overrides = {"bf16": {"amp": "bf16"}, "oracle": {"oracle": True}, "fcn": {"model": "fcn_tiny"}}[flavour]

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 __all__ = ["TrainConfig", "build_datasets"]
 
 _AMP = ("none", "bf16", "fp16")
-_FLOATS = ("lr", "momentum", "weight_decay", "poly_power", "lr_gamma", "warmup_factor", "aux_weight", "ohem_threshold")
+_FLOATS = ("lr", "head_lr_mult", "momentum", "weight_decay", "poly_power", "lr_gamma", "warmup_factor", "aux_weight", "ohem_threshold")
 
 
 @dataclass
@@ -37,6 +37,7 @@ class TrainConfig:
     val_batch_size: int = 1
     iterations: int = 300
     lr: float = 0.01
+    head_lr_mult: float = 1.0  # everything outside ``model.backbone`` trains at lr * this (openseg's --nbb_mult)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_schedule: str = "poly"  # "poly" or "step" (see engine/schedule.py)
@@ -88,6 +89,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.head_lr_mult <= 0:
+            raise ValueError(f"head_lr_mult must be positive, got {self.head_lr_mult}")
         from .schedule import SCHEDULES
 
         if self.lr_schedule not in SCHEDULES:

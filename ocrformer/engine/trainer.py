@@ -91,7 +91,7 @@ class Trainer:
             model = self._prepare_for_ranks(model)
         self.model = model  # wrapped in DistributedDataParallel only while fit() trains
         self.optimizer = torch.optim.SGD(
-            self.module.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            self._parameter_groups(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
         self.scheduler = build_scheduler(self.optimizer, config)
         self.scaler = torch.amp.GradScaler(self.context.device.type, enabled=config.amp == "fp16")
@@ -396,6 +396,18 @@ class Trainer:
         if steps:  # the whole run's rate (data loading included), not the last iteration's
             summary["images_per_s"] = steps * images_per_step / train_seconds
         return summary
+
+    def _parameter_groups(self) -> list[dict]:
+        """The optimizer's groups: ``model.backbone`` at ``lr``, the rest (neck, heads) at ``lr * head_lr_mult``
+        -- openseg.pytorch's ``--nbb_mult``, which its PASCAL-Context and COCO-Stuff recipes set to 10. One group
+        when the multiplier is 1 or the model has no ``backbone``."""
+        backbone = getattr(self.module, "backbone", None)
+        if self.config.head_lr_mult == 1 or not isinstance(backbone, torch.nn.Module):
+            return [{"params": list(self.module.parameters())}]
+        in_backbone = {id(p) for p in backbone.parameters()}
+        rest = [p for p in self.module.parameters() if id(p) not in in_backbone]
+        head_lr = self.config.lr * self.config.head_lr_mult
+        return [{"params": list(backbone.parameters())}, {"params": rest, "lr": head_lr}]
 
     def _step(self, batch, last_good: Path | None) -> dict:
         losses = self.losses(batch)
