@@ -11,7 +11,10 @@ from torch.utils.data import Dataset
 __all__ = ["TrainConfig", "build_datasets"]
 
 _AMP = ("none", "bf16", "fp16")
-_FLOATS = ("lr", "head_lr_mult", "momentum", "weight_decay", "poly_power", "lr_gamma", "warmup_factor", "aux_weight", "ohem_threshold")
+_FLOATS = (
+    "lr", "head_lr_mult", "momentum", "weight_decay", "poly_power", "lr_gamma", "warmup_factor", "aux_weight",
+    "ohem_threshold",
+)
 
 
 @dataclass
