@@ -1,16 +1,20 @@
 """Context modules of the OCRNet paper's complexity comparison: parameters, FLOPs, peak memory and time.
 
 The paper (Yuan, Chen & Wang, ECCV 2020) compares context modules on one 2048 x 128 x 128 feature map
-(inference, one GPU). This script rebuilds each module compactly in plain PyTorch -- PPM, ASPP, DANet,
-CC-Attention, Self-Attention (OCNet base-OC), Interlaced Sparse Self-Attention, Double Attention -- and
-composes OCR from ``ocrformer.OCRDecoder`` + ``ocrformer.OCREncoder``. The channel conventions follow the
-openseg.pytorch benchmark scripts where they exist (``lib/models/modules/*_block.py``, ``__main__``):
+(inference, one GPU). This script measures the library's modules (``ocrformer.context``) -- PPM, ASPP, DANet,
+CC-Attention, Self-Attention (OCNet base-OC), Interlaced Sparse Self-Attention, Double Attention -- at the
+paper's widths, and composes OCR from ``ocrformer.OCRDecoder`` + ``ocrformer.OCREncoder``. The channel
+conventions follow the openseg.pytorch benchmark scripts where they exist (``lib/models/modules/*_block.py``,
+``__main__``); each module's docstring says where every detail comes from:
 
     front conv  Conv3x3 Cin -> 512 + BN + ReLU in front of every relational module (DANet, CC, SA, ISA,
                 A2, OCR). PPM and ASPP have none: their own 3x3 convs replace it (openseg times them alone,
                 and only that reproduces the paper's 23.1M / 15.5M parameters).
-    keys 256, values 256 (SA) / 512 (ISA), DANet and CCNet queries/keys C/8 = 64, A2 descriptors 19,
-    K = 19 object regions for OCR (Cityscapes).
+    keys 256, values 256 (SA) / 512 (ISA), DANet and CCNet queries/keys C/8 = 64, A2 descriptors and their
+    channels C/4 = 128, K = 19 object regions for OCR (Cityscapes).
+    DANet and CC-Attention are timed as their attention cores (one shared front conv, no post convs);
+    ``danet_full`` and ``cc_full`` -- the heads ``create_model`` builds -- are counted, not timed: the paper's
+    FLOPs are theirs.
 
 Shape legend: B batch, Cin input channels, H x W positions, N = H * W, C = 512 module channels,
 K = 19 regions. Every module maps (B, Cin, H, W) -> (B, out_channels, H, W); out_channels is 512
@@ -31,6 +35,10 @@ Measured per (module, attention backend), each in a fresh process (forked from a
 
 The attention modules run once per backend of ``ocrformer.attend``: ``matmul`` (the explicit N x N map, as in
 2019), ``sdpa`` (torch's fused kernels; which kernel ran is recorded) and ``xformers`` (CUDA only).
+CC-Attention's criss-cross map is computed explicitly (see ``ocrformer.context.CrissCrossAttention``).
+
+The paper's numbers beside ours are ``ocrformer.context.OCR_PAPER_COMPLEXITY`` (its docstring says where they
+come from and how far they are checked).
 
 Run from the repository root:  python benchmarks/context_modules.py [--quick] [--device cuda] [--size C,H,W]
 """
@@ -56,7 +64,6 @@ if str(REPO_ROOT) not in sys.path:  # run as a script without installing the pac
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from einops import rearrange  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.attention import SDPBackend  # noqa: E402
 from torch.overrides import TorchFunctionMode  # noqa: E402
@@ -65,7 +72,17 @@ from tqdm import tqdm  # noqa: E402
 
 from benchmarks._common import PeakMemory, forkserver, machine_description  # noqa: E402
 from benchmarks._reports import write_reports  # noqa: E402
-from ocrformer import OCRDecoder, OCREncoder, attend, attention_backend  # noqa: E402
+from ocrformer import OCRDecoder, OCREncoder, attention_backend  # noqa: E402
+from ocrformer.context import (  # noqa: E402
+    ASPP,
+    OCR_PAPER_COMPLEXITY,
+    BaseObjectContext,
+    DoubleAttention,
+    DualAttention,
+    InterlacedSparseSelfAttention,
+    PyramidPooling,
+    RecurrentCrissCross,
+)
 
 DEFAULT_OUT = REPO_ROOT / "outputs" / "context_modules"
 FULL_SIZE = (2048, 128, 128)  # the paper's input: Cin, H, W
@@ -74,318 +91,8 @@ QUICK_SIZE = (64, 16, 16)
 CHANNELS = 512  # C: the 3x3 front conv's output, the relational modules' width
 NUM_CLASSES = 19  # K: Cityscapes
 
-# The paper's Table (params M, GFLOPs) as recalled in the task brief, except CC-Attention: recalled by the
-# author of this script and not checked against the paper (the paper text at hand lacks the table).
-PAPER = {
-    "ppm": (23.1, 619),
-    "aspp": (15.5, 492),
-    "danet": (10.6, 1110),
-    "cc": (10.6, 804),
-    "self_attention": (10.5, 619),
-    "double_attention": (10.2, 338),
-    "ocr": (10.5, 340),
-}
-
-
-# ------------------------------------------------------------------------------------------- blocks
-def conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 1, dilation: int = 1) -> nn.Sequential:
-    """Conv (no bias: the BN follows) + BN + ReLU; 'same' padding. (B, Cin, H, W) -> (B, Cout, H, W)."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel, padding=dilation * (kernel // 2), dilation=dilation,
-                     bias=False)
-    return nn.Sequential(conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
-
-
-def front_conv(in_channels: int) -> nn.Sequential:
-    """The 3x3 Cin -> 512 conv + BN + ReLU in front of every relational module."""
-    return conv_bn_relu(in_channels, CHANNELS, 3)
-
-
-def tokens(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (B, 1, N, C): one attention head over the N positions, as ``attend`` wants it.
-
-    Made contiguous: torch's fused sdpa kernels need the last dim at stride 1 and otherwise silently fall
-    back to the math path (which builds the N x N map); the copy is N x C, small beside that map.
-    """
-    return rearrange(x, "b c h w -> b 1 (h w) c").contiguous()
-
-
-def untokens(x: torch.Tensor, height: int) -> torch.Tensor:
-    """(B, 1, N, C) -> (B, C, H, W)."""
-    return rearrange(x, "b 1 (h w) c -> b c h w", h=height)
-
-
-# --------------------------------------------------------------------------------------- multi-scale
-class PPM(nn.Module):
-    """PSPNet pyramid pooling: average-pool to 1, 2, 3, 6 bins, 1x1 Cin -> 512 each, upsample, concatenate
-    with the input, 3x3 (Cin + 4 * 512) -> 512. No front conv (the bottleneck 3x3 is this module's).
-
-    (B, Cin, H, W) -> (B, 512, H, W).
-    """
-
-    out_channels = CHANNELS
-
-    def __init__(self, in_channels: int, bins: tuple[int, ...] = (1, 2, 3, 6)) -> None:
-        super().__init__()
-        self.stages = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(b), conv_bn_relu(in_channels, CHANNELS)) for b in bins
-        )
-        self.bottleneck = conv_bn_relu(in_channels + len(bins) * CHANNELS, CHANNELS, 3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
-        priors = [F.interpolate(stage(x), size, mode="bilinear", align_corners=True) for stage in self.stages]
-        return self.bottleneck(torch.cat([x, *priors], dim=1))
-
-
-class ASPP(nn.Module):
-    """DeepLabv3 atrous spatial pyramid pooling: image pooling, 1x1, and 3x3 convs at rates 12, 24, 36, all
-    Cin -> 256, concatenated and projected 1x1 1280 -> 256. No front conv (the 3x3 branches are its own).
-
-    (B, Cin, H, W) -> (B, 256, H, W).
-    """
-
-    out_channels = 256
-
-    def __init__(self, in_channels: int, rates: tuple[int, ...] = (12, 24, 36)) -> None:
-        super().__init__()
-        width = self.out_channels
-        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), conv_bn_relu(in_channels, width))
-        self.branches = nn.ModuleList(
-            [conv_bn_relu(in_channels, width)] + [conv_bn_relu(in_channels, width, 3, rate) for rate in rates]
-        )
-        self.project = conv_bn_relu((len(rates) + 2) * width, width)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = self.pool(x).expand(-1, -1, *x.shape[-2:])  # the 1x1 image feature, broadcast to H x W
-        return self.project(torch.cat([pooled, *(branch(x) for branch in self.branches)], dim=1))
-
-
-# ------------------------------------------------------------------------------------------- DANet
-class _ReducedQKV(nn.Module):
-    """The projections DANet's position attention and CCNet share: queries/keys 1x1 C -> C/8, values 1x1
-    C -> C, and a zero-initialised residual gate ``gamma``."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.query = nn.Conv2d(channels, channels // 8, 1)
-        self.key = nn.Conv2d(channels, channels // 8, 1)
-        self.value = nn.Conv2d(channels, channels, 1)
-        self.gamma = nn.Parameter(torch.zeros(1))
-
-
-class PositionAttention(_ReducedQKV):
-    """DANet's position attention: queries/keys 1x1 C -> C/8, values 1x1 C -> C, no logit scaling, an
-    N x N map; ``gamma * context + x``. Runs through ``attend`` (the backend under test).
-
-    (B, C, H, W) -> (B, C, H, W).
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, k, v = tokens(self.query(x)), tokens(self.key(x)), tokens(self.value(x))
-        return self.gamma * untokens(attend(q, k, v, scale=1.0), x.shape[2]) + x
-
-
-class ChannelAttention(nn.Module):
-    """DANet's channel attention: a C x C map ``softmax(rowmax(X X^T) - X X^T)`` over the channels;
-    ``gamma * (map @ X) + x``. Subtracting from the row max is the same softmax as ``softmax(-X X^T)``, i.e.
-    attention with scale -1 and q = k = v = X (B, 1, C, N). Always the explicit ``matmul`` path: the map is
-    only C x C, and the head dim is N (16384 at full size), which no fused kernel takes.
-
-    (B, C, H, W) -> (B, C, H, W).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gamma = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        flat = rearrange(x, "b c h w -> b 1 c (h w)")
-        context = attend(flat, flat, flat, scale=-1.0, backend="matmul")
-        return self.gamma * context.view_as(x) + x
-
-
-class DANet(nn.Module):
-    """DANet: front conv, position attention + channel attention, outputs summed.
-
-    ``full_head=True`` is the DANet paper's whole head instead: separate front convs for the two branches
-    (conv5a, conv5c) and a 3x3 512 -> 512 conv after each (conv51, conv52); counted, not timed, to show which
-    layout the paper's FLOPs correspond to. (B, Cin, H, W) -> (B, 512, H, W).
-    """
-
-    out_channels = CHANNELS
-
-    def __init__(self, in_channels: int, *, full_head: bool = False) -> None:
-        super().__init__()
-        self.front = front_conv(in_channels)
-        self.front_channel = front_conv(in_channels) if full_head else None
-        self.position = PositionAttention(CHANNELS)
-        self.channel = ChannelAttention()
-        self.post_position = conv_bn_relu(CHANNELS, CHANNELS, 3) if full_head else nn.Identity()
-        self.post_channel = conv_bn_relu(CHANNELS, CHANNELS, 3) if full_head else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.front(x)
-        channel_feats = feats if self.front_channel is None else self.front_channel(x)
-        return self.post_position(self.position(feats)) + self.post_channel(self.channel(channel_feats))
-
-
-# ------------------------------------------------------------------------------------------- CCNet
-class CrissCrossAttention(_ReducedQKV):
-    """CCNet's criss-cross attention in plain ops: every position attends over its column and its row
-    (H + W - 1 positions; itself once) with one joint softmax; queries/keys C -> C/8, values C -> C, no
-    scaling; ``gamma * context + x``. The map is (B, H, W, H + W), not N x N.
-
-    Not routed through ``attend``: the joint softmax couples the row and the column, and ``attend`` returns
-    normalised outputs without their log-sum-exp, so a row call and a column call cannot be merged exactly;
-    gathering each position's H + W - 1 keys and values for one call would materialise more than the map.
-
-    (B, C, H, W) -> (B, C, H, W).
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        height, width = x.shape[2:]
-        q, k, v = self.query(x), self.key(x), self.value(x)
-        column = torch.einsum("bchw,bcgw->bhwg", q, k)  # position (h, w) vs (g, w): (B, H, W, H)
-        # The row term already holds the position itself; mask it out of the column term.
-        self_mask = torch.zeros(height, 1, height, device=x.device, dtype=x.dtype)
-        self_mask.diagonal(dim1=0, dim2=2).fill_(float("-inf"))
-        row = torch.einsum("bchw,bchv->bhwv", q, k)  # position (h, w) vs (h, v): (B, H, W, W)
-        weights = torch.softmax(torch.cat([column + self_mask, row], dim=-1), dim=-1)
-        column_weights, row_weights = weights.split([height, width], dim=-1)
-        context = torch.einsum("bhwg,bcgw->bchw", column_weights, v) + torch.einsum("bhwv,bchv->bchw", row_weights, v)
-        return self.gamma * context + x
-
-
-class CCAttention(nn.Module):
-    """CCNet (RCCA): front conv, then criss-cross attention applied ``recurrence`` = 2 times with shared
-    weights (so every position sees every other).
-
-    ``full_head=True`` is CCNet's whole head: a 3x3 512 -> 512 conv after the recurrence and the 3x3
-    bottleneck on [input, context] (Cin + 512 -> 512); counted, not timed. (B, Cin, H, W) -> (B, 512, H, W).
-    """
-
-    out_channels = CHANNELS
-
-    def __init__(self, in_channels: int, *, recurrence: int = 2, full_head: bool = False) -> None:
-        super().__init__()
-        self.recurrence = recurrence
-        self.front = front_conv(in_channels)
-        self.attention = CrissCrossAttention(CHANNELS)
-        self.post = conv_bn_relu(CHANNELS, CHANNELS, 3) if full_head else None
-        self.bottleneck = conv_bn_relu(in_channels + CHANNELS, CHANNELS, 3) if full_head else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.front(x)
-        for _ in range(self.recurrence):
-            feats = self.attention(feats)
-        if self.post is None:
-            return feats
-        return self.bottleneck(torch.cat([x, self.post(feats)], dim=1))
-
-
-# ---------------------------------------------------------------------------------- self-attention
-class SelfAttentionBlock(nn.Module):
-    """OCNet's self-attention block (non-local on all positions of its input): queries and keys
-    2 x (1x1 + BN + ReLU) C -> 256, values 1x1 C -> ``value_channels``, scale 256^-0.5, then a 1x1 back to C
-    (plus BN + ReLU in ISA's version, ``norm_out``). Runs through ``attend``.
-
-    (B, C, H, W) -> (B, C, H, W).
-    """
-
-    def __init__(self, channels: int, *, key_channels: int = 256, value_channels: int = 256,
-                 norm_out: bool = False) -> None:
-        super().__init__()
-        self.query = nn.Sequential(conv_bn_relu(channels, key_channels), conv_bn_relu(key_channels, key_channels))
-        self.key = nn.Sequential(conv_bn_relu(channels, key_channels), conv_bn_relu(key_channels, key_channels))
-        self.value = nn.Conv2d(channels, value_channels, 1, bias=False)
-        self.out = conv_bn_relu(value_channels, channels) if norm_out else nn.Conv2d(value_channels, channels, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        context = attend(tokens(self.query(x)), tokens(self.key(x)), tokens(self.value(x)))
-        return self.out(untokens(context, x.shape[2]))
-
-
-class SelfAttention(nn.Module):
-    """OCNet base object context: front conv, self-attention over all N positions (keys 256, values 256),
-    concatenated with its input and fused 1x1 1024 -> 512. (B, Cin, H, W) -> (B, 512, H, W)."""
-
-    out_channels = CHANNELS
-
-    def __init__(self, in_channels: int) -> None:
-        super().__init__()
-        self.front = front_conv(in_channels)
-        self.attention = SelfAttentionBlock(CHANNELS)
-        self.fuse = conv_bn_relu(2 * CHANNELS, CHANNELS)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.front(x)
-        return self.fuse(torch.cat([self.attention(feats), feats], dim=1))
-
-
-class InterlacedSparseSelfAttention(nn.Module):
-    """ISA: front conv; long-range self-attention within each of the ``groups`` = 8 x 8 interlaced subsets
-    (positions 8 apart), then short-range self-attention within each 8 x 8 block; keys 256, values 512; the
-    result concatenated with the front conv's output and fused 1x1 1024 -> 512. H, W not divisible by 8 are
-    zero-padded (and cropped back) as in the ISA code. (B, Cin, H, W) -> (B, 512, H, W).
-    """
-
-    out_channels = CHANNELS
-
-    def __init__(self, in_channels: int, groups: tuple[int, int] = (8, 8)) -> None:
-        super().__init__()
-        self.groups = groups
-        self.front = front_conv(in_channels)
-        self.long_range = SelfAttentionBlock(CHANNELS, value_channels=CHANNELS, norm_out=True)
-        self.short_range = SelfAttentionBlock(CHANNELS, value_channels=CHANNELS, norm_out=True)
-        self.fuse = conv_bn_relu(2 * CHANNELS, CHANNELS)
-
-    def interlaced(self, feats: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) -> (B, C, H, W): long-range then short-range attention."""
-        (gh, gw), (height, width) = self.groups, feats.shape[2:]
-        pad_h, pad_w = -height % gh, -width % gw
-        padded = F.pad(feats, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
-        qh, qw = padded.shape[2] // gh, padded.shape[3] // gw
-        # Long range: group (i, j) holds the positions (a * gh + i, b * gw + j), spread over the whole map.
-        x = rearrange(padded, "b c (qh gh) (qw gw) -> (b gh gw) c qh qw", gh=gh, gw=gw)
-        x = self.long_range(x)
-        # Short range: block (a, b) holds the positions (a * gh + i, b * gw + j), a local gh x gw window.
-        x = rearrange(x, "(b gh gw) c qh qw -> (b qh qw) c gh gw", gh=gh, gw=gw)
-        x = self.short_range(x)
-        x = rearrange(x, "(b qh qw) c gh gw -> b c (qh gh) (qw gw)", qh=qh, qw=qw)
-        return x[:, :, pad_h // 2 : pad_h // 2 + height, pad_w // 2 : pad_w // 2 + width]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.front(x)
-        return self.fuse(torch.cat([feats, self.interlaced(feats)], dim=1))
-
-
-# ---------------------------------------------------------------------------------- double attention
-class DoubleAttention(nn.Module):
-    """A2-Net as in openseg's A2 module: front conv; gather -- n = 19 attention maps (2 x (1x1 + BN + ReLU)
-    C -> n -> n, softmax over the N positions) pool the 1x1 C -> C/4 features into n descriptors (B, n, C/4);
-    distribute -- every position mixes the descriptors with its own softmax over n (another 2-layer branch);
-    1x1 C/4 -> C, concatenated with the front conv's output and fused 1x1 1024 -> 512. Both maps are n x N,
-    so there is no large map to avoid: plain einsum, no ``attend`` backends. (B, Cin, H, W) -> (B, 512, H, W).
-    """
-
-    out_channels = CHANNELS
-
-    def __init__(self, in_channels: int, descriptors: int = NUM_CLASSES, reduction: int = 4) -> None:
-        super().__init__()
-        self.front = front_conv(in_channels)
-        self.gather = nn.Sequential(conv_bn_relu(CHANNELS, descriptors), conv_bn_relu(descriptors, descriptors))
-        self.distribute = nn.Sequential(conv_bn_relu(CHANNELS, descriptors), conv_bn_relu(descriptors, descriptors))
-        self.down = nn.Conv2d(CHANNELS, CHANNELS // reduction, 1)
-        self.up = nn.Conv2d(CHANNELS // reduction, CHANNELS, 1)
-        self.fuse = conv_bn_relu(2 * CHANNELS, CHANNELS)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = self.front(x)
-        gather = torch.softmax(self.gather(feats).flatten(2), dim=-1)  # (B, n, N), over positions
-        distribute = torch.softmax(self.distribute(feats).flatten(2), dim=1)  # (B, n, N), over descriptors
-        descriptors = torch.einsum("bkn,bmn->bkm", gather, self.down(feats).flatten(2))  # (B, n, C/4)
-        context = torch.einsum("bkn,bkm->bmn", distribute, descriptors).view(x.shape[0], -1, *x.shape[2:])
-        return self.fuse(torch.cat([self.up(context), feats], dim=1))
+# The paper's table (params M, GFLOPs) by row; see ``ocrformer.context.published`` for its provenance.
+PAPER = OCR_PAPER_COMPLEXITY
 
 
 # ------------------------------------------------------------------------------------------------ OCR
@@ -430,17 +137,20 @@ class Spec:
 
 
 SPECS = (
-    Spec("ppm", "PPM", PPM, paper="ppm"),
-    Spec("aspp", "ASPP", ASPP, paper="aspp"),
-    Spec("danet", "DANet", DANet, attends=True, paper="danet"),
-    Spec("cc", "CC-Attention", CCAttention, paper="cc"),
-    Spec("self_attention", "Self-Attention", SelfAttention, attends=True, paper="self_attention"),
-    Spec("isa", "Interlaced Sparse SA", InterlacedSparseSelfAttention, attends=True),
-    Spec("double_attention", "Double Attention", DoubleAttention, paper="double_attention"),
+    # PPM's upsampling as openseg's run has it (align_corners=True; no parameters or FLOPs depend on it).
+    Spec("ppm", "PPM", lambda c: PyramidPooling(c, CHANNELS, align_corners=True), paper="ppm"),
+    Spec("aspp", "ASPP", lambda c: ASPP(c, 256), paper="aspp"),
+    Spec("danet", "DANet", lambda c: DualAttention(c, CHANNELS, full_head=False), attends=True, paper="danet"),
+    Spec("cc", "CC-Attention", lambda c: RecurrentCrissCross(c, CHANNELS, full_head=False), paper="cc"),
+    Spec("self_attention", "Self-Attention", lambda c: BaseObjectContext(c, CHANNELS), attends=True,
+         paper="self_attention"),
+    Spec("isa", "Interlaced Sparse SA", lambda c: InterlacedSparseSelfAttention(c, CHANNELS), attends=True),
+    Spec("double_attention", "Double Attention", lambda c: DoubleAttention(c, CHANNELS), attends=True,
+         paper="double_attention"),
     Spec("ocr", "OCR", OCR, attends=True, paper="ocr"),
     Spec("ocr_aux", "OCR + aux hidden 1x1", lambda c: OCR(c, aux_hidden=True), attends=True, paper="ocr"),
-    Spec("danet_full", "DANet, full head", lambda c: DANet(c, full_head=True), timed=False, paper="danet"),
-    Spec("cc_full", "CC-Attention, full head", lambda c: CCAttention(c, full_head=True), timed=False, paper="cc"),
+    Spec("danet_full", "DANet, full head", lambda c: DualAttention(c, CHANNELS), timed=False, paper="danet"),
+    Spec("cc_full", "CC-Attention, full head", lambda c: RecurrentCrissCross(c, CHANNELS), timed=False, paper="cc"),
 )
 SPECS_BY_KEY = {spec.key: spec for spec in SPECS}
 
@@ -591,7 +301,7 @@ def measured_table(report: dict) -> str:
 
 
 def full_size_table(report: dict) -> str:
-    """Params and FLOPs at 2048x128x128 beside the paper's (recalled) numbers."""
+    """Params and FLOPs at 2048x128x128 beside the paper's numbers (``OCR_PAPER_COMPLEXITY``)."""
     lines = [
         "| module | params M | paper params M | GFLOPs (2 per MAC) | GMACs | paper GFLOPs |",
         "|---|---:|---:|---:|---:|---:|",

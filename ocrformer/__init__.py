@@ -5,6 +5,7 @@ Public API:
     OCRDecoder, OCREncoder, OCRHead                  the paper's Section 3.3 view of the OCR head (ocr.py)
     optimize_for_inference, FusedOCRHead             an explicit, faster inference copy (optimize.py, fused_head.py)
     OCRNet, create_model, list_models                segmentation models on timm backbones (models/)
+    ContextHead, HEAD_PREFIXES                       the context heads OCR is compared with (context/)
     PanopticFPN, create_panoptic_model, combine_panoptic
                                                      Panoptic-FPN (+ OCR) on torchvision's Mask R-CNN
     ocrformer.convert.convert_checkpoint             HRNet-OCR / mmsegmentation checkpoints -> ocrformer
@@ -13,14 +14,25 @@ Public API:
 """
 
 from .attention import attend, attention_backend, available_backends, choose_backend
+from .context import ContextHead
 from .fused_head import FusedOCRHead
-from .models import OCRNet, PanopticFPN, combine_panoptic, create_model, create_panoptic_model, list_models
+from .models import (
+    HEAD_PREFIXES,
+    OCRNet,
+    PanopticFPN,
+    combine_panoptic,
+    create_model,
+    create_panoptic_model,
+    list_models,
+)
 from .ocr import DecoderOutput, OCRDecoder, OCRDecoderLayer, OCREncoder, OCRHead
 from .optimize import optimize_for_inference
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "HEAD_PREFIXES",
+    "ContextHead",
     "DecoderOutput",
     "FusedOCRHead",
     "OCRDecoder",

@@ -14,6 +14,10 @@ plain model (``tests/test_optimize.py``):
 - **Channels-last** (NHWC) activations and weights in the backbone: oneDNN's preferred layout on the CPU.
 - **The OCR head's fused computation** (``FusedOCRHead``: the 3x3 conv direct or by Winograd, both attention
   steps through ``ocrformer.attend``, so the measured backend table applies).
+- **Any other head** (the FCN baseline, the context heads of ``ocrformer.context``): every timm ``ConvNormAct``
+  with its BatchNorm folded into the conv (``fold_conv_norm_act``; torch.fx's ``fuse`` matches exact module types
+  and so skips timm's ``BatchNormAct2d``), then the remaining conv + BatchNorm pairs by torch.fx where the modules
+  trace. Their attention runs as the modules run it (through ``ocrformer.attend``).
 - ``compile=True`` also wraps the backbone in ``torch.compile``; off by default (see ``benchmarks/README.md``
   for what it measured against its compile time).
 
@@ -27,15 +31,17 @@ import copy
 
 import torch
 import torch.fx
+from timm.layers import ConvNormAct
 from torch import nn
 from torch.fx.experimental.optimization import fuse
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .backbones.hrnet import FuseUpsample
 from .fused_head import CONV_MODES, FusedOCRHead
 from .models.ocrnet import OCRNet
 from .ocr import OCRHead
 
-__all__ = ["ChannelsLast", "fold_batch_norms", "optimize_for_inference"]
+__all__ = ["ChannelsLast", "fold_batch_norms", "fold_conv_norm_act", "optimize_for_inference"]
 
 
 class _Tracer(torch.fx.Tracer):
@@ -60,6 +66,20 @@ def fold_batch_norms(module: nn.Module) -> nn.Module:
     return fuse(torch.fx.GraphModule(module, graph), no_trace=True)
 
 
+def fold_conv_norm_act(module: nn.Module) -> nn.Module:
+    """``module`` (eval mode) with every timm ``ConvNormAct`` below it whose norm is a BatchNorm replaced, in
+    place, by ``Sequential(conv with the BatchNorm folded in, the norm's dropout and activation[, anti-alias])``:
+    the same eval function, one pass fewer. Returns ``module``."""
+    for name, child in module.named_children():
+        if isinstance(child, ConvNormAct) and isinstance(child.bn, nn.BatchNorm2d) and child.bn.track_running_stats:
+            rest = [getattr(child.bn, "drop", None), getattr(child.bn, "act", None), getattr(child, "aa", None)]
+            fused = fuse_conv_bn_eval(child.conv, child.bn)
+            setattr(module, name, nn.Sequential(fused, *(m for m in rest if m is not None)))
+        else:
+            fold_conv_norm_act(child)
+    return module
+
+
 class ChannelsLast(nn.Module):
     """Runs ``module`` (its weights converted) on channels-last inputs: oneDNN's preferred layout on the CPU."""
 
@@ -77,8 +97,8 @@ def optimize_for_inference(
     """A faster inference copy of an ``OCRNet`` (or of an ``OCRHead``) computing the same function.
 
     Args:
-        model: an ``OCRNet`` (backbone and head are optimized) or an ``OCRHead`` (-> a ``FusedOCRHead``). The
-            model itself is not changed.
+        model: an ``OCRNet`` with any head (backbone and head are optimized) or an ``OCRHead`` (-> a
+            ``FusedOCRHead``). The model itself is not changed.
         conv: the OCR head's 3x3 conv, ``"direct"`` (oneDNN) or ``"winograd"`` (see ``benchmarks/README.md`` for
             which one measured faster at which sizes).
         channels_last: run the backbone in channels-last layout.
@@ -100,6 +120,6 @@ def optimize_for_inference(
     optimized.backbone = torch.compile(backbone) if compile else backbone
     if isinstance(optimized.head, OCRHead):
         optimized.head = FusedOCRHead(optimized.head, conv=conv).eval()
-    else:  # the FCN baseline: its conv + BN pairs folded where its modules trace
-        optimized.head = fold_batch_norms(optimized.head)
+    else:  # the FCN baseline and the context heads: every BatchNorm that follows a conv folded into it
+        optimized.head = fold_batch_norms(fold_conv_norm_act(optimized.head))
     return optimized

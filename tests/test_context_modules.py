@@ -1,5 +1,7 @@
-"""benchmarks/context_modules.py: module shapes, each attention written out by hand, fused == explicit
-attention in float64, FLOP counting on meta tensors, and the quick run's reports."""
+"""benchmarks/context_modules.py: every measured module's shape, fused == explicit attention in float64, FLOP
+counting on meta tensors, and the quick run's reports. The modules themselves (``ocrformer.context``), each
+attention written out by hand and their parameter counts against the paper are tested in
+``tests/test_context_heads.py``."""
 
 from __future__ import annotations
 
@@ -57,50 +59,6 @@ def test_sdpa_path_matches_explicit_attention_map(spec: bench.Spec, scale: float
     if spec.key == "self_attention":  # D = Dv = 256, contiguous: torch's CPU flash kernel, no N x N map
         assert set(log.kernels) == {"flash_attention"}
     torch.testing.assert_close(fused, explicit, rtol=1e-10, atol=1e-10)
-
-
-def test_criss_cross_attention_is_one_softmax_over_row_and_column() -> None:
-    cca = randomize_(bench.CrissCrossAttention(16), seed=1).double().eval()
-    x = torch.randn(1, 16, 3, 5, dtype=torch.float64)
-    height, width = x.shape[2:]
-    with torch.no_grad():
-        q, k, v = cca.query(x)[0], cca.key(x)[0], cca.value(x)[0]
-        expected = torch.empty_like(x[0])
-        for i in range(height):
-            for j in range(width):
-                # the row (itself included) and the column without itself: H + W - 1 positions
-                keys = [(i, w) for w in range(width)] + [(h, j) for h in range(height) if h != i]
-                weights = torch.stack([q[:, i, j] @ k[:, a, b] for a, b in keys]).softmax(0)
-                expected[:, i, j] = sum(w * v[:, a, b] for w, (a, b) in zip(weights, keys, strict=True))
-        actual = cca(x)[0]
-    torch.testing.assert_close(actual, cca.gamma * expected + x[0])
-
-
-def test_channel_attention_is_danets_max_minus_energy_softmax() -> None:
-    cam = bench.ChannelAttention().double()
-    with torch.no_grad():
-        cam.gamma.fill_(0.7)
-        x = torch.randn(2, 8, 4, 5, dtype=torch.float64)
-        flat = x.flatten(2)
-        energy = flat @ flat.transpose(1, 2)
-        weights = (energy.amax(-1, keepdim=True) - energy).softmax(-1)
-        torch.testing.assert_close(cam(x), 0.7 * (weights @ flat).view_as(x) + x)
-
-
-def test_interlaced_groups_are_strided_then_local() -> None:
-    isa = randomize_(bench.InterlacedSparseSelfAttention(8, groups=(2, 3)), seed=2).double().eval()
-    feats = torch.randn(2, bench.CHANNELS, 4, 6, dtype=torch.float64)
-    with torch.no_grad(), attention_backend("matmul"):
-        long_range = torch.empty_like(feats)
-        for r in range(2):  # each long-range group: every 2nd row and 3rd column, from offset (r, s)
-            for s in range(3):
-                long_range[:, :, r::2, s::3] = isa.long_range(feats[:, :, r::2, s::3])
-        expected = torch.empty_like(feats)
-        for a in range(2):  # each short-range group: one 2 x 3 block
-            for b in range(2):
-                block = (slice(None), slice(None), slice(2 * a, 2 * a + 2), slice(3 * b, 3 * b + 3))
-                expected[block] = isa.short_range(long_range[block])
-        torch.testing.assert_close(isa.interlaced(feats), expected)
 
 
 @by_key

@@ -6,14 +6,14 @@ import torch
 import torch.nn.functional as F
 
 from ocrformer.backbones import create_backbone
-from ocrformer.models import OCRNet, create_model, list_models
+from ocrformer.models import HEAD_PREFIXES, OCRNet, create_model, list_models
 
 from .helpers.numerics import relative_error
 
 
 def test_registry_names_and_errors():
     names = list_models()
-    for name in ("ocrnet_hrnet_w48", "ocrnet_resnet101_d8", "ocrnet_tiny", "fcn_hrnet_w48", "fcn_tiny"):
+    for name in ("ocrnet_hrnet_w48", "ocrnet_resnet101_d8", "ocrnet_tiny", "fcn_hrnet_w48", "fcn_tiny", "pspnet_tiny"):
         assert name in names
     with pytest.raises(ValueError, match=r"unknown model 'ocrnet_vit'.*ocrnet_hrnet_w48"):
         create_model("ocrnet_vit", 19)
@@ -35,6 +35,9 @@ def test_fcn_and_ocr_differ_only_in_the_head():
     ocr, fcn = create_model("ocrnet_tiny", 4), create_model("fcn_tiny", 4)
     assert ocr.backbone.state_dict().keys() == fcn.backbone.state_dict().keys()
     assert type(ocr.head).__name__ == "OCRHead" and type(fcn.head).__name__ == "FCNHead"
+    for head, prefix in HEAD_PREFIXES.items():  # so do the other context heads (tests/test_context_heads.py)
+        model = create_model(f"{prefix}_tiny", 4)
+        assert model.head_name == head and model.backbone.state_dict().keys() == ocr.backbone.state_dict().keys()
 
 
 def test_dilated_resnet_takes_regions_from_the_stage_before():

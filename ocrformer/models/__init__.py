@@ -1,11 +1,12 @@
-"""Segmentation models built from a timm backbone and the OCR head; Panoptic-FPN (+ OCR)."""
+"""Segmentation models built from a timm backbone and the OCR head (or another context head); Panoptic-FPN (+ OCR)."""
 
 from .ocrnet import FCNHead, OCRNet
 from .panoptic_fpn import PanopticFPN, SemanticFPN
 from .panoptic_fusion import combine_panoptic, scaled_stuff_area
-from .registry import PANOPTIC_PRESETS, create_model, create_panoptic_model, list_models
+from .registry import HEAD_PREFIXES, PANOPTIC_PRESETS, create_model, create_panoptic_model, list_models
 
 __all__ = [
+    "HEAD_PREFIXES",
     "PANOPTIC_PRESETS",
     "FCNHead",
     "OCRNet",

@@ -1,4 +1,4 @@
-"""OCRNet: a timm backbone + the OCR head (or the plain FCN head, for ablations), and the GT-OCR oracle.
+"""OCRNet: a timm backbone + the OCR head, the FCN baseline or another context head, and the GT-OCR oracle.
 
 Shape legend: B batch, K classes, H x W the input image, s the backbone stride, Cin head input channels.
 """
@@ -13,35 +13,35 @@ from timm.layers import ConvNormAct
 from torch import nn
 
 from ..backbones import create_backbone, family
+from ..context import CONTEXT_MODULES, ContextHead, build_context
 from ..layouts import FORMAT, check_signature, get_layout, signature
 from ..losses import OCRLoss
 from ..ocr import (
     OCRHead,
-    _check_dropout,
-    _check_feature_map,
     _check_input_dtype,
     _check_label_tensor,
     _check_non_empty,
     _check_positive_int,
 )
 
-__all__ = ["FCNHead", "OCRNet"]
+__all__ = ["HEADS", "FCNHead", "OCRNet"]
+
+# Every ``OCRNet(head=...)``: OCR, the FCN baseline, and the context heads of ``ocrformer.context``.
+HEADS: tuple[str, ...] = ("ocr", "fcn", *CONTEXT_MODULES)
 
 
-def _region_branch(in_channels: int, channels: int, kernel_size: int, dropout: float) -> list[nn.Module]:
-    """The soft-region branch's hidden layer: ConvKxK + BN + ReLU, then Dropout2d (identity at 0)."""
-    return [ConvNormAct(in_channels, channels, kernel_size), nn.Dropout2d(dropout)]
-
-
-class FCNHead(nn.Module):
+class FCNHead(ContextHead):
     """The ablation baseline: the OCR head without OCR.
 
     The same soft-region branch (ConvKxK + BN + ReLU + Dropout2d + Conv1x1 -> ``aux_logits``, trained with the
     same aux loss) and the same pixel representation (Conv3x3 + BN + ReLU), classified directly after dropout:
-    what is left when the object context is taken away.
+    what is left when the object context is taken away. A ``ContextHead`` whose context is that Conv3x3, kept
+    under the name ``pixels`` (state-dict keys ``aux.*``, ``pixels.*``, ``classifier.*``).
 
     ``forward(feats (B, Cin, h, w), region_feats=None)`` -> ``{"logits", "aux_logits"}``, (B, K, h, w) each.
     """
+
+    context_name = "pixels"
 
     def __init__(
         self,
@@ -55,27 +55,17 @@ class FCNHead(nn.Module):
         region_kernel_size: int = 1,
         region_dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        region_in_channels = in_channels if region_in_channels is None else region_in_channels
-        region_channels = region_in_channels if region_channels is None else region_channels
         _check_positive_int(in_channels=in_channels, num_classes=num_classes, mid_channels=mid_channels)
-        _check_dropout(dropout=dropout, region_dropout=region_dropout)
-        self.in_channels, self.region_in_channels = in_channels, region_in_channels
-        self.aux = nn.Sequential(
-            *_region_branch(region_in_channels, region_channels, region_kernel_size, region_dropout),
-            nn.Conv2d(region_channels, num_classes, 1),
+        super().__init__(
+            in_channels,
+            num_classes,
+            ConvNormAct(in_channels, mid_channels, 3),  # its out_channels is mid_channels
+            dropout=dropout,
+            region_in_channels=region_in_channels,
+            region_channels=region_channels,
+            region_kernel_size=region_kernel_size,
+            region_dropout=region_dropout,
         )
-        self.pixels = ConvNormAct(in_channels, mid_channels, 3)
-        self.dropout = nn.Dropout2d(dropout)
-        self.classifier = nn.Conv2d(mid_channels, num_classes, 1)
-
-    def forward(self, feats: torch.Tensor, region_feats: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        dtype = self.classifier.weight.dtype
-        _check_feature_map(feats, self.in_channels, "feats", "in_channels", dtype)
-        if region_feats is not None:
-            _check_feature_map(region_feats, self.region_in_channels, "region_feats", "region_in_channels", dtype)
-        aux_logits = self.aux(feats if region_feats is None else region_feats)
-        return {"logits": self.classifier(self.dropout(self.pixels(feats))), "aux_logits": aux_logits}
 
 
 class OCRNet(nn.Module):
@@ -84,7 +74,11 @@ class OCRNet(nn.Module):
     Args:
         backbone: a timm model name (``"hrnet_w48"``, ``"resnet101"``, ...); see ``ocrformer.backbones``.
         num_classes: K.
-        head: ``"ocr"`` (default) or ``"fcn"`` (the baseline without OCR, same backbone and aux branch).
+        head: ``"ocr"`` (default), ``"fcn"`` (the baseline without OCR, same backbone and aux branch), or one of
+            the context heads the OCR paper compares with (``ocrformer.context.CONTEXT_MODULES``: ``"ppm"``,
+            ``"aspp"``, ``"danet"``, ``"self_attention"``, ``"criss_cross"``, ``"isa"``, ``"double_attention"``),
+            each a ``ContextHead``: the same aux branch and loss, its context module ``mid_channels`` wide
+            (OCNet's and ISA's attention keys ``key_channels`` wide).
         layout: whose network this is (``ocrformer.layouts``): ``"ocrformer"`` (default, for new models),
             ``"hrnet-ocr"`` (official HRNet-OCR), ``"openseg"`` or ``"mmseg"``. It sets the defaults of
             ``align_corners``, ``dropout`` and the ``region_*`` arguments, the HRNet fuse upsampling and the
@@ -93,7 +87,8 @@ class OCRNet(nn.Module):
             ImageNet weights (needs a network connection); ``checkpoint_path`` loads them from a local file.
         align_corners: for every bilinear resize (HRNet fuse layers and branches, logits to the image size);
             ``None``: the layout's (True for HRNet-OCR and openseg, False for mmsegmentation).
-        mid_channels, key_channels, num_heads, backend: see ``OCRHead``.
+        mid_channels, key_channels, num_heads, backend: see ``OCRHead`` (``num_heads``: OCR only; ``backend``:
+            every head's ``attend`` calls; ``align_corners`` also sets PPM's upsampling).
         dropout, region_channels, region_kernel_size, region_dropout: see ``OCRDecoder``/``OCREncoder``;
             ``None``: the layout's values for this backbone.
         loss: the ``OCRLoss`` that ``forward(images, targets)`` returns (default: cross-entropy + 0.4 x
@@ -109,7 +104,8 @@ class OCRNet(nn.Module):
     ``OCRHead.forward``): an analysis tool for the upper bound of OCR, which needs the labels at inference.
 
     Parameter names: ``backbone.*`` are timm's (for HRNet, the HRNet-Semantic-Segmentation names) and
-    ``head.*`` are ``OCRHead``'s, so ``ocrformer.convert.convert_checkpoint`` output loads with ``strict=True``.
+    ``head.*`` are ``OCRHead``'s (``FCNHead``'s, ``ContextHead``'s for the other heads), so
+    ``ocrformer.convert.convert_checkpoint`` output loads with ``strict=True``.
     The state dict also holds ``_extra_state``: the layout and the settings that define the function (see
     ``ocrformer.layouts``); loading a checkpoint made for another function is refused, naming both layouts.
     """
@@ -137,8 +133,8 @@ class OCRNet(nn.Module):
         backbone_kwargs: dict | None = None,
     ) -> None:
         super().__init__()
-        if head not in ("ocr", "fcn"):
-            raise ValueError(f"head must be 'ocr' or 'fcn', got {head!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {list(HEADS)}, got {head!r}")
         spec = get_layout(layout)
         backbone_kwargs = dict(backbone_kwargs or {})
         align_corners = spec.align_corners if align_corners is None else align_corners
@@ -173,8 +169,19 @@ class OCRNet(nn.Module):
                 backend=backend,
                 **common,
             )
-        else:
+        elif head == "fcn":
             self.head = FCNHead(info.out_channels, num_classes, **common)
+        else:
+            context = build_context(
+                head,
+                info.out_channels,
+                common.pop("mid_channels"),
+                key_channels=key_channels,
+                align_corners=align_corners,
+                backend=backend,
+            )
+            self.head = ContextHead(info.out_channels, num_classes, context, **common)
+        self.head_name = head
         self.num_classes = num_classes
         self.stride = info.stride
         self.align_corners = align_corners
@@ -246,10 +253,12 @@ class OCRNet(nn.Module):
         _check_input_dtype(images, "images", next(self.parameters()).dtype, "model")
         if oracle_labels is not None:
             if not isinstance(self.head, OCRHead):
-                raise ValueError(
-                    "oracle_labels (GT-OCR) need an OCRHead: the FCN head has no regions to replace, and an "
-                    "optimize_for_inference copy computes the plain function only"
+                why = (
+                    "an optimize_for_inference copy computes the plain function only"
+                    if self.head_name == "ocr"
+                    else f"the {self.head_name!r} head has no object regions to replace"
                 )
+                raise ValueError(f"oracle_labels (GT-OCR) need an OCRHead: {why}")
             _check_label_tensor(oracle_labels, "oracle_labels")
             if oracle_labels.shape != (images.shape[0], *images.shape[-2:]):
                 raise ValueError(

@@ -1,9 +1,10 @@
 """Named models: ``create_model("ocrnet_hrnet_w48", num_classes=19)``.
 
-Names are ``{head}_{backbone}``: head ``ocrnet`` (OCR) or ``fcn`` (the baseline without OCR), backbone one of
-the entries below. Each entry fixes the timm model and its settings; keyword arguments to ``create_model``
-override them (any ``OCRNet`` argument, ``layout`` included). ``weights=`` builds the model a checkpoint was
-made for and loads it.
+Names are ``{prefix}_{backbone}``. The prefix names the head (``HEAD_PREFIXES``): ``ocrnet`` for OCR, ``fcn`` for
+the baseline without OCR, and the networks whose context modules the OCR paper compares with -- ``pspnet``,
+``deeplabv3``, ``danet``, ``ocnet``, ``ccnet``, ``isanet``, ``a2net``. The backbone is one of the entries below.
+Each entry fixes the timm model and its settings; keyword arguments to ``create_model`` override them (any
+``OCRNet`` argument, ``layout`` included). ``weights=`` builds the model a checkpoint was made for and loads it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .ocrnet import OCRNet
 from .panoptic_fpn import PanopticFPN
 from .panoptic_fusion import scaled_stuff_area
 
-__all__ = ["PANOPTIC_PRESETS", "create_model", "create_panoptic_model", "list_models", "read_weights"]
+__all__ = ["HEAD_PREFIXES", "PANOPTIC_PRESETS", "create_model", "create_panoptic_model", "list_models", "read_weights"]
 
 # backbone entry -> OCRNet keyword arguments
 _BACKBONES: dict[str, dict] = {
@@ -42,12 +43,30 @@ _BACKBONES: dict[str, dict] = {
         "key_channels": 16,
     },
 }
-_HEADS = {"ocrnet": "ocr", "fcn": "fcn"}
+# ``OCRNet(head=...)`` key -> the model-name prefix of that head (no underscore: names split at the first one).
+HEAD_PREFIXES: dict[str, str] = {
+    "fcn": "fcn",
+    "ppm": "pspnet",
+    "aspp": "deeplabv3",
+    "danet": "danet",
+    "self_attention": "ocnet",  # OCNet's base object context
+    "criss_cross": "ccnet",
+    "isa": "isanet",
+    "double_attention": "a2net",
+    "ocr": "ocrnet",
+}
+_HEADS = {prefix: head for head, prefix in HEAD_PREFIXES.items()}  # prefix -> head
+# Where a converted or saved context head keeps its attention key width (dim 0): read back as key_channels.
+_KEY_WIDTH_KEYS = {
+    "self_attention": "context.attention.query.0.conv.weight",
+    "isa": "context.long_range.query.0.conv.weight",
+}
 
 
 def list_models() -> list[str]:
-    """Every registered name."""
-    return [f"{head}_{backbone}" for head in _HEADS for backbone in _BACKBONES]
+    """Every registered name: OCR's first, then the FCN baseline's, then the other heads' (``HEAD_PREFIXES``)."""
+    prefixes = ["ocrnet", "fcn", *(p for p in HEAD_PREFIXES.values() if p not in ("ocrnet", "fcn"))]
+    return [f"{prefix}_{backbone}" for prefix in prefixes for backbone in _BACKBONES]
 
 
 def create_model(
@@ -138,8 +157,11 @@ def _settings_from_weights(state: Mapping, head: str) -> dict:
             key_channels=shape["encoder.query_proj.0.conv.weight"][0],
             region_channels=shape["decoder.queries"][1],
         )
-    elif head == "fcn" and "aux.2.weight" in shape:
+    elif head != "ocr" and "aux.2.weight" in shape and "classifier.weight" in shape:
+        # FCNHead and ContextHead: the classifier reads the context module's mid_channels-wide output.
         settings.update(mid_channels=shape["classifier.weight"][1], region_channels=shape["aux.2.weight"][1])
+        if _KEY_WIDTH_KEYS.get(head) in shape:
+            settings["key_channels"] = shape[_KEY_WIDTH_KEYS[head]][0]
     return settings
 
 
