@@ -18,6 +18,7 @@ from ..visualize import colorize, colorize_panoptic, default_palette, denormaliz
 
 __all__ = [
     "panoptic_table",
+    "plot_cost_scatter",
     "plot_examples",
     "plot_miou_bars",
     "plot_panoptic_examples",
@@ -59,30 +60,84 @@ def _panel_grid(rows: list[list[tuple[str, np.ndarray]]], out_path: str | Path, 
 
 
 def results_table(results: dict[str, dict]) -> str:
-    """Markdown: one row per variant with mIoU, pixel accuracy, mean accuracy, iterations and speed."""
+    """Markdown: one row per variant -- mIoU (the mean over its seeds, with the standard deviation and the range
+    when there are several), pixel and mean accuracy, the model's inference costs, iterations and training speed."""
     lines = [
-        "| variant | model | mIoU (%) | acc (%) | mAcc (%) | iterations | train img/s |",
-        "|:--|:--|--:|--:|--:|--:|--:|",
+        "| variant | model | mIoU (%) | acc (%) | mAcc (%) | params (M) | GFLOPs | ms | peak MB | iterations "
+        "| train img/s |",
+        "|:--|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for variant, r in results.items():
+        miou = f"{100 * r['miou']:.1f}"
+        if len(r.get("seeds", ())) > 1:
+            miou += f" ± {100 * r['miou_std']:.1f} [{100 * r['miou_min']:.1f}-{100 * r['miou_max']:.1f}]"
+        costs = r.get("costs") or {}
+        cells = [
+            f"{costs['params_m']:.3g}" if "params_m" in costs else "-",
+            f"{costs['gflops']:.3g}" if "gflops" in costs else "-",
+            f"{costs['ms']:.3g}" if "ms" in costs else "-",
+            f"{costs['peak_mb']:.3g}" if costs.get("peak_mb") is not None else "-",
+        ]
         speed = f"{r['train_images_per_s']:.1f}" if r.get("train_images_per_s") else "-"
         lines.append(
-            f"| {variant} | {r['model']} | {100 * r['miou']:.1f} | {100 * r['acc']:.1f} | {100 * r['macc']:.1f} "
-            f"| {r['iterations']} | {speed} |"
+            f"| {variant} | {r['model']} | {miou} | {100 * r['acc']:.1f} | {100 * r['macc']:.1f} | "
+            + " | ".join(cells)
+            + f" | {r['iterations']} | {speed} |"
         )
     return "\n".join(lines)
 
 
 def plot_miou_bars(results: dict[str, dict], out_path: str | Path, *, title: str = "") -> Path:
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(results), 3.4))
+    """One bar per variant at its mean mIoU; with several seeds, each seed's mIoU as a dot and the range as an
+    error bar, so that a difference smaller than the spread is seen to be one."""
     names = list(results)
-    values = [100 * results[n]["miou"] for n in names]
-    bars = ax.bar(names, values, color=["#8c8c8c", "#1f77b4", "#2ca02c", "#d62728"][: len(names)])
-    ax.bar_label(bars, fmt="%.1f")
+    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(names), 3.6))
+    means = [100 * results[n]["miou"] for n in names]
+    colours = [_variant_colour(n) for n in names]
+    bars = ax.bar(names, means, color=colours)
+    ax.bar_label(bars, fmt="%.1f", padding=6)
+    for x, name in enumerate(names):
+        runs = results[name].get("runs", [])
+        if len(runs) > 1:
+            seeds = [100 * run["miou"] for run in runs]
+            ax.errorbar(x, means[x], yerr=[[means[x] - min(seeds)], [max(seeds) - means[x]]], color="black",
+                        capsize=4, linewidth=1)
+            ax.scatter([x] * len(seeds), seeds, color="black", s=10, zorder=3)
     ax.set_ylabel("mIoU (%)")
-    ax.set_ylim(0, max(100.0, max(values) * 1.1))
+    ax.set_ylim(0, max(100.0, max(means) * 1.1))
+    ax.tick_params(axis="x", labelrotation=30 if len(names) > 4 else 0)
     ax.set_title(title)
     return _save(fig, out_path)
+
+
+def plot_cost_scatter(results: dict[str, dict], out_path: str | Path, *, title: str = "") -> Path:
+    """mIoU against GFLOPs and against inference time, one labelled point per variant (with its seed range)."""
+    names = [n for n in results if results[n].get("costs")]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, (key, label) in zip(axes, (("gflops", "GFLOPs"), ("ms", "inference time (ms)")), strict=True):
+        for name in names:
+            r = results[name]
+            x, y = r["costs"][key], 100 * r["miou"]
+            spread = [[y - 100 * r.get("miou_min", r["miou"])], [100 * r.get("miou_max", r["miou"]) - y]]
+            ax.errorbar(x, y, yerr=spread, fmt="o", color=_variant_colour(name), capsize=3)
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize="small")
+        ax.set_xlabel(label)
+        ax.set_ylabel("mIoU (%)")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    return _save(fig, out_path)
+
+
+# FCN grey, OCR blue, the oracle green, the multi-scale heads warm, the relational ones cool; others grey.
+_COLOURS = {
+    "fcn": "#8c8c8c", "ocr": "#1f77b4", "gt-ocr": "#2ca02c", "ppm": "#d62728", "aspp": "#ff7f0e",
+    "danet": "#9467bd", "self-attention": "#8c564b", "criss-cross": "#e377c2", "isa": "#bcbd22",
+    "double-attention": "#17becf",
+}
+
+
+def _variant_colour(name: str) -> str:
+    return _COLOURS.get(name, "#7f7f7f")
 
 
 @torch.no_grad()
