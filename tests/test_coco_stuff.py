@@ -1,6 +1,6 @@
 """ocrformer.data.coco_stuff: the 171-class mapping, both released layouts, every bad-data error.
 
-Every tree here is a handful of 12 x 16 files written to ``tmp_path`` by ``tests/helpers/coco_stuff_trees.py``.
+Every tree here is a handful of 12 x 16 files written to ``tmp_path`` by ``tests/helpers/dataset_trees.py``.
 """
 
 import pickle
@@ -25,21 +25,22 @@ from ocrformer.data.coco_stuff import (
     build_coco_stuff164k,
     read_mat_label,
 )
-from tests.helpers.coco_stuff_trees import (
+from tests.helpers.dataset_trees import (
+    COCO_STUFF_SIZE,
     LABELS,
-    SIZE,
     UNUSED_IDS,
     USED_IDS,
     VALUES_10K,
     VALUES_164K,
     ramp,
-    save_jpg,
+    save_image,
+    save_label,
     save_mat,
-    save_png,
     write_coco_stuff10k_tree,
     write_coco_stuff164k_tree,
 )
 
+SIZE = COCO_STUFF_SIZE
 H, W = SIZE
 
 
@@ -92,7 +93,7 @@ def test_164k_layout_and_contract(root164k):
 
 def test_164k_maps_every_value(root164k):
     label = CocoStuff164k(root164k)[0]["label"]
-    raw = ramp(VALUES_164K).astype(np.int64)
+    raw = ramp(VALUES_164K, size=SIZE).astype(np.int64)
     coco_ids = np.where(raw == 255, 0, raw + 1)  # PNG value = id - 1, 255 = unlabeled
     assert torch.equal(label, expected_train_ids(coco_ids))
     assert set(label.unique().tolist()) == set(range(171)) | {255}
@@ -101,7 +102,7 @@ def test_164k_maps_every_value(root164k):
 
 def test_164k_reads_palette_pngs(root164k):
     path = root164k / "annotations" / "val2017" / "000000000003.png"
-    indexed = Image.fromarray(ramp([0, 91, 181, 255])).convert("P")  # indexed images, as the release ships
+    indexed = Image.fromarray(ramp([0, 91, 181, 255], size=SIZE)).convert("P")  # indexed images, as the release ships
     indexed.save(path)
     assert CocoStuff164k(root164k, "val2017")[0]["label"].unique().tolist() == [0, 80, 170, 255]
 
@@ -109,7 +110,7 @@ def test_164k_reads_palette_pngs(root164k):
 @pytest.mark.parametrize("values, shown", [([0, 11, 25], "11, 25"), ([89, 182, 254], "182, 254")])
 def test_164k_refuses_unused_and_out_of_range_values(root164k, values, shown):
     path = root164k / "annotations" / "val2017" / "000000000003.png"
-    save_png(path, ramp(values))
+    save_label(path, ramp(values, size=SIZE))
     with pytest.raises(ValueError, match=rf"000000000003.png has values outside the valid range .*: {shown}$"):
         CocoStuff164k(root164k, "val2017")[0]
 
@@ -148,7 +149,7 @@ def test_164k_empty_split(root164k):
 
 
 def test_164k_size_mismatch(root164k):
-    save_png(root164k / "annotations" / "val2017" / "000000000003.png", ramp([0], size=(H, W - 1)))
+    save_label(root164k / "annotations" / "val2017" / "000000000003.png", ramp([0], size=(H, W - 1)))
     with pytest.raises(ValueError, match=r"000000000003.png is \(12, 15\) \(H, W\) but image .* is \(12, 16\)"):
         CocoStuff164k(root164k, "val2017")[0]
 
@@ -167,7 +168,7 @@ def test_10k_layout_and_contract(root10k):
 
 def test_10k_maps_every_value(root10k):
     label = CocoStuff10k(root10k)[0]["label"]
-    raw = ramp(VALUES_10K).astype(np.int64)
+    raw = ramp(VALUES_10K, size=SIZE).astype(np.int64)
     assert torch.equal(label, expected_train_ids(raw))
     assert (label[torch.from_numpy(raw) == 0] == 255).all()  # unlabeled -> ignore
     assert set(label.unique().tolist()) == set(range(171)) | {255}
@@ -183,13 +184,13 @@ def test_10k_and_164k_agree(tmp_path):
 
 def test_10k_double_labels_are_accepted(root10k):
     path = root10k / "annotations" / "COCO_train2014_000000000003.mat"
-    save_mat(path, ramp([0, 1, 182], dtype=np.float64))  # MATLAB's default type
+    save_mat(path, ramp([0, 1, 182], size=SIZE, dtype=np.float64))  # MATLAB's default type
     assert CocoStuff10k(root10k, "test")[0]["label"].unique().tolist() == [0, 170, 255]
 
 
 @pytest.mark.parametrize("values, shown", [([0, 12, 91], "12, 91"), ([1, 183, 255], "183, 255")])
 def test_10k_refuses_unused_and_out_of_range_ids(root10k, values, shown):
-    save_mat(root10k / "annotations" / "COCO_train2014_000000000003.mat", ramp(values))
+    save_mat(root10k / "annotations" / "COCO_train2014_000000000003.mat", ramp(values, size=SIZE))
     with pytest.raises(ValueError, match=rf"000000000003.mat has values outside the valid range .*: {shown}$"):
         CocoStuff10k(root10k, "test")[0]
 
@@ -205,7 +206,7 @@ def test_10k_unreadable_mat(root10k):
 
 def test_10k_mat_without_s(root10k):
     path = root10k / "annotations" / "COCO_train2014_000000000003.mat"
-    scipy.io.savemat(path, {"labels": ramp([1])})
+    scipy.io.savemat(path, {"labels": ramp([1], size=SIZE)})
     with pytest.raises(ValueError, match=rf"{path.name} has no field 'S' .*fields found: \['labels'\]"):
         read_mat_label(path)
 
@@ -215,7 +216,7 @@ def test_10k_mat_without_s(root10k):
     [
         (np.zeros((H, W, 2), np.uint8), r"must be a 2-D \(H, W\) map of class ids, got shape \(12, 16, 2\)"),
         (np.full((H, W), "a", dtype=object), r"must be a 2-D \(H, W\) map of class ids"),
-        (ramp([1, 2.5, np.nan], dtype=np.float64), r"has non-integer values: 2.5, nan"),
+        (ramp([1, 2.5, np.nan], size=SIZE, dtype=np.float64), r"has non-integer values: 2.5, nan"),
     ],
 )
 def test_10k_malformed_s(root10k, labels, message):
@@ -233,7 +234,7 @@ def test_10k_s_of_another_size_than_the_image(root10k):
 
 def test_10k_version_1_0_is_refused(root10k):
     path = root10k / "annotations" / "COCO_train2014_000000000003.mat"
-    save_mat(path, ramp([1, 2, 172]), names=[f"class{i}" for i in range(172)])
+    save_mat(path, ramp([1, 2, 172], size=SIZE), names=[f"class{i}" for i in range(172)])
     with pytest.raises(ValueError, match=rf"{path.name} is a version 1.0 file .*cocostuff-10k-v1.1.zip"):
         CocoStuff10k(root10k, "test")[0]
 
@@ -307,6 +308,6 @@ def test_datasets_pickle_for_dataloader_workers(root164k, root10k):
 
 
 def test_unused_images_in_the_folder_are_not_listed(root10k):
-    save_jpg(root10k / "images" / "COCO_train2014_000000000099.jpg")
-    save_png(root10k / "images" / "stray.png", ramp([0]))
+    save_image(root10k / "images" / "COCO_train2014_000000000099.jpg", size=SIZE)
+    save_label(root10k / "images" / "stray.png", ramp([0], size=SIZE))
     assert len(CocoStuff10k(root10k)) == 2

@@ -1,6 +1,7 @@
 """ocrformer.data: layouts, label mappings, bad-data errors, transforms, the synthetic set, build_dataset.
 
-Every dataset here is a handful of 8 x 16 files written to ``tmp_path``.
+Every dataset here is a handful of 8 x 16 files (ADE20K: 10 x 16) written to ``tmp_path``; the Cityscapes and
+ADE20K trees by ``tests/helpers/dataset_trees.py``.
 """
 
 import json
@@ -24,8 +25,18 @@ from ocrformer.data import (
     write_folder,
 )
 
-H, W = 8, 16
-ADE_H = 10  # 10 x 16 pixels hold all 151 annotation values
+from .helpers.dataset_trees import (
+    ADE20K_SIZE,
+    CITYSCAPES_SIZE,
+    ramp,
+    save_image,
+    save_label,
+    write_ade20k_tree,
+    write_cityscapes_tree,
+)
+
+H, W = 8, 16  # the folder datasets' files and the transforms' samples
+SIZE = (H, W)
 
 # The cityscapesScripts table written out independently of the package: label id -> train id.
 CITYSCAPES_TRAIN_IDS = {
@@ -35,51 +46,22 @@ CITYSCAPES_TRAIN_IDS = {
 }
 
 
-def save_image(path, height=H, width=W, seed=0):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
-    return pixels
-
-
-def save_label(path, values):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.asarray(values, dtype=np.uint8)).save(path)
-
-
-def ramp(values, height=H, width=W):
-    """An (H, W) label cycling through ``values``."""
-    return np.resize(np.asarray(values, dtype=np.uint8), (height, width))
-
-
 # ---------------------------------------------------------------------------------------- fake trees
 @pytest.fixture
 def cityscapes_root(tmp_path):
-    root = tmp_path / "cityscapes"
-    for split, cities in (("train", ("aachen", "bochum")), ("val", ("frankfurt",))):
-        for i, city in enumerate(cities):
-            stem = f"{city}_000000_{i:06d}"
-            save_image(root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", seed=i)
-            save_label(root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png", ramp(range(34)))
-    return root
+    return write_cityscapes_tree(tmp_path / "cityscapes")
 
 
 @pytest.fixture
 def ade_root(tmp_path):
-    root = tmp_path / "ADEChallengeData2016"
-    for split in ("training", "validation"):
-        for i in range(2):
-            stem = f"ADE_{split[:5]}_{i:08d}"
-            save_image(root / "images" / split / f"{stem}.jpg", height=ADE_H, seed=i)
-            save_label(root / "annotations" / split / f"{stem}.png", ramp(range(151), height=ADE_H))
-    return root
+    return write_ade20k_tree(tmp_path / "ADEChallengeData2016")
 
 
 def make_folder(root, classes=("background", "cat", "dog"), extra=None, n=2, suffix=".png"):
     """images/, labels/ and classes.json under ``root``; labels cycle through the class ids."""
     for i in range(n):
-        save_image(root / "images" / f"im{i}{suffix}", seed=i)
-        save_label(root / "labels" / f"im{i}.png", ramp(range(len(classes))))
+        save_image(root / "images" / f"im{i}{suffix}", seed=i, size=SIZE)
+        save_label(root / "labels" / f"im{i}.png", ramp(range(len(classes)), size=SIZE))
     (root / "classes.json").write_text(json.dumps({"classes": list(classes), **(extra or {})}))
     return root
 
@@ -97,8 +79,8 @@ def test_cityscapes_layout_and_contract(cityscapes_root):
     assert train.classes[0] == "road" and train.classes[-1] == "bicycle" and train.palette[0] == (128, 64, 128)
     assert train.ignore_index == 255
     item = train[0]
-    assert item["image"].dtype == torch.uint8 and item["image"].shape == (3, H, W)
-    assert item["label"].dtype == torch.int64 and item["label"].shape == (H, W)
+    assert item["image"].dtype == torch.uint8 and item["image"].shape == (3, *CITYSCAPES_SIZE)
+    assert item["label"].dtype == torch.int64 and item["label"].shape == CITYSCAPES_SIZE
     assert item["path"].endswith("aachen_000000_000000_leftImg8bit.png")
     pixels = np.array(Image.open(item["path"]))
     assert torch.equal(item["image"], torch.from_numpy(pixels).permute(2, 0, 1))
@@ -106,7 +88,7 @@ def test_cityscapes_layout_and_contract(cityscapes_root):
 
 def test_cityscapes_maps_every_label_id(cityscapes_root):
     label = CityscapesSegmentation(cityscapes_root)[0]["label"].flatten()
-    raw = torch.from_numpy(ramp(range(34))).flatten().long()
+    raw = torch.from_numpy(ramp(range(34), size=CITYSCAPES_SIZE)).flatten().long()
     for label_id, train_id in CITYSCAPES_TRAIN_IDS.items():
         assert (label[raw == label_id] == train_id).all(), f"label id {label_id}"
 
@@ -133,7 +115,7 @@ def test_cityscapes_missing_label(cityscapes_root):
 
 def test_cityscapes_label_id_out_of_range(cityscapes_root):
     path = next((cityscapes_root / "gtFine" / "val" / "frankfurt").iterdir())
-    save_label(path, ramp([7, 34, 40]))
+    save_label(path, ramp([7, 34, 40], size=CITYSCAPES_SIZE))
     with pytest.raises(ValueError, match=r"frankfurt.*outside the valid range.*: 34, 40"):
         CityscapesSegmentation(cityscapes_root, "val")[0]
 
@@ -146,8 +128,8 @@ def test_ade20k_layout_and_mapping(ade_root):
     assert train.num_classes == len(train.classes) == len(train.palette) == 150
     assert train.classes[:5] == ["wall", "building", "sky", "floor", "tree"] and len(set(train.classes)) == 150
     item = train[0]
-    raw = torch.from_numpy(ramp(range(151), height=ADE_H)).long()  # every annotation value 0-150
-    assert item["image"].shape == (3, ADE_H, W) and item["path"].endswith(".jpg")
+    raw = torch.from_numpy(ramp(range(151), size=ADE20K_SIZE)).long()  # every annotation value 0-150
+    assert item["image"].shape == (3, *ADE20K_SIZE) and item["path"].endswith(".jpg")
     assert (item["label"][raw == 0] == 255).all()
     assert torch.equal(item["label"][raw > 0], raw[raw > 0] - 1)
     assert set(item["label"].unique().tolist()) <= set(range(150)) | {255}
@@ -157,7 +139,7 @@ def test_ade20k_missing_split_and_out_of_range(ade_root):
     with pytest.raises(FileNotFoundError, match=r"(?s)split 'testing' not found.*\['training', 'validation'\]"):
         ADE20KSegmentation(ade_root, "testing")
     path = next((ade_root / "annotations" / "training").iterdir())
-    save_label(path, ramp([0, 151, 200], height=ADE_H))
+    save_label(path, ramp([0, 151, 200], size=ADE20K_SIZE))
     with pytest.raises(ValueError, match=rf"{path.name}.*: 151, 200"):
         ADE20KSegmentation(ade_root)[0]
 
@@ -165,19 +147,19 @@ def test_ade20k_missing_split_and_out_of_range(ade_root):
 # ---------------------------------------------------------------------------------------- folder
 def test_folder_pairs_by_stem(tmp_path):
     root = make_folder(tmp_path, n=2)
-    save_image(root / "images" / "im2.jpg", seed=2)
-    save_label(root / "labels" / "im2.png", ramp(range(3)))
+    save_image(root / "images" / "im2.jpg", seed=2, size=SIZE)
+    save_label(root / "labels" / "im2.png", ramp(range(3), size=SIZE))
     (root / "images" / "notes.txt").write_text("not an image, not listed")
     ds = folder_dataset(root)
     assert len(ds) == 3 and [s[0].name for s in ds.samples] == ["im0.png", "im1.png", "im2.jpg"]
     assert ds.classes == ["background", "cat", "dog"] and ds.num_classes == 3
     assert ds.palette == [(0, 0, 0), (128, 0, 0), (0, 128, 0)]  # generated: the PASCAL VOC colour map
-    assert torch.equal(ds[2]["label"], torch.from_numpy(ramp(range(3))).long())
+    assert torch.equal(ds[2]["label"], torch.from_numpy(ramp(range(3), size=SIZE)).long())
 
 
 def test_folder_palette_and_own_ignore_index(tmp_path):
     root = make_folder(tmp_path, classes=("a", "b"), extra={"palette": [[1, 2, 3], [4, 5, 6]], "ignore_index": 9})
-    save_label(root / "labels" / "im0.png", ramp([0, 1, 9]))
+    save_label(root / "labels" / "im0.png", ramp([0, 1, 9], size=SIZE))
     ds = folder_dataset(root)
     assert ds.palette == [(1, 2, 3), (4, 5, 6)] and ds.ignore_index == 255
     assert ds[0]["label"].unique().tolist() == [0, 1, 255]  # the file's ignore value 9 -> 255
@@ -185,7 +167,7 @@ def test_folder_palette_and_own_ignore_index(tmp_path):
 
 def test_folder_16_bit_labels(tmp_path):
     root = make_folder(tmp_path, classes=("a", "b", "c"), extra={"ignore_index": 1000})
-    Image.fromarray(np.resize(np.array([0, 2, 1000], dtype=np.uint16), (H, W))).save(root / "labels" / "im0.png")
+    Image.fromarray(ramp([0, 2, 1000], size=SIZE, dtype=np.uint16)).save(root / "labels" / "im0.png")
     assert folder_dataset(root)[0]["label"].unique().tolist() == [0, 2, 255]
 
 
@@ -211,14 +193,14 @@ def test_folder_missing_label(tmp_path):
 
 def test_folder_size_mismatch(tmp_path):
     root = make_folder(tmp_path)
-    save_label(root / "labels" / "im0.png", ramp(range(3), width=W - 1))
+    save_label(root / "labels" / "im0.png", ramp(range(3), size=(H, W - 1)))
     with pytest.raises(ValueError, match=r"label .*im0.png is \(8, 15\) \(H, W\) but image .*im0.png is \(8, 16\)"):
         folder_dataset(root)[0]
 
 
 def test_folder_values_out_of_range(tmp_path):
     root = make_folder(tmp_path)
-    save_label(root / "labels" / "im1.png", ramp([0, 3, 7, 255]))  # 255 = ignore is fine
+    save_label(root / "labels" / "im1.png", ramp([0, 3, 7, 255], size=SIZE))  # 255 = ignore is fine
     ds = folder_dataset(root)
     ds[0]
     with pytest.raises(ValueError, match=r"im1.png has values outside the valid range \(class ids 0-2.*\): 3, 7$"):
@@ -237,7 +219,7 @@ def test_folder_corrupt_image_and_label(tmp_path):
 
 def test_folder_colour_label_is_refused(tmp_path):
     root = make_folder(tmp_path)
-    save_image(root / "labels" / "im0.png")  # an RGB file where ids are expected
+    save_image(root / "labels" / "im0.png", size=SIZE)  # an RGB file where ids are expected
     with pytest.raises(ValueError, match=r"im0.png has PIL mode 'RGB'"):
         folder_dataset(root)[0]
 
@@ -254,7 +236,7 @@ def test_folder_missing_and_empty_folders(tmp_path):
 
 def test_folder_duplicate_stems(tmp_path):
     root = make_folder(tmp_path)
-    save_image(root / "images" / "im0.jpg")
+    save_image(root / "images" / "im0.jpg", size=SIZE)
     with pytest.raises(ValueError, match="same stem"):
         folder_dataset(root)
 

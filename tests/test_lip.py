@@ -59,7 +59,8 @@ def test_layout_classes_and_contract(lip_root):
         sample = train[index]
         assert sample["image"].dtype == torch.uint8 and sample["image"].shape == (3, H, W)
         assert sample["label"].dtype == torch.int64
-        assert torch.equal(sample["label"], torch.from_numpy(ramp(20, start=index)).long())  # values are train ids
+        label = torch.from_numpy(ramp(range(20), start=index)).long()
+        assert torch.equal(sample["label"], label)  # values are train ids
         assert sample["path"].endswith(f"train_images/{image_id}.jpg")
 
 
@@ -74,7 +75,7 @@ def test_flip_pairs_are_the_upstream_ones():
 def test_ignore_is_kept_and_values_out_of_range_refused(lip_root):
     label_dir = lip_root / "TrainVal_parsing_annotations" / "val_segmentations"
     image_id = lip_ids("val", 1)[0]
-    values = ramp(20)
+    values = ramp(range(20))
     values[0, :4] = 255
     save_label(label_dir / f"{image_id}.png", values)
     label = LIPSegmentation(lip_root, "val")[0]["label"]
@@ -89,7 +90,7 @@ def test_ignore_is_kept_and_values_out_of_range_refused(lip_root):
 def test_id_list_selects_the_images(lip_root):
     extra = "99_1"  # an image of the folder that the id list does not name
     save_image(lip_root / "TrainVal_images" / "train_images" / f"{extra}.jpg", seed=5)
-    save_label(lip_root / "TrainVal_parsing_annotations" / "train_segmentations" / f"{extra}.png", ramp(20))
+    save_label(lip_root / "TrainVal_parsing_annotations" / "train_segmentations" / f"{extra}.png", ramp(range(20)))
     listed = LIPSegmentation(lip_root, "train")
     assert [p.stem for p, _ in listed.samples] == lip_ids("train", 2)
     (lip_root / "TrainVal_images" / "train_id.txt").rename(lip_root / "train_id.txt")  # where some codebases keep it
@@ -156,7 +157,7 @@ def test_image_without_label_and_no_images(lip_root):
 def test_flip_swap_twice_is_the_identity():
     """The flipped image with swapped labels is a fixed point of a second flip + swap."""
     image = torch.randint(0, 256, (3, H, W), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    label = torch.from_numpy(ramp(20)).long()
+    label = torch.from_numpy(ramp(range(20))).long()
     label[0, 0] = 255
     flip = RandomHorizontalFlipSwap(p=1.0, flip_pairs=PAIRS)
     from torchvision import tv_tensors
@@ -290,7 +291,7 @@ def test_label_files_are_read_as_ids(lip_root):
     image_id = lip_ids("val", 1)[0]
     path = lip_root / "TrainVal_parsing_annotations" / "val_segmentations" / f"{image_id}.png"
     indexed = Image.new("P", (W, H))
-    indexed.putdata(ramp(20).flatten().tolist())
+    indexed.putdata(ramp(range(20)).flatten().tolist())
     indexed.putpalette([c for colour in LIPSegmentation(lip_root, "val").palette for c in colour])
     indexed.save(path)
-    assert np.array_equal(LIPSegmentation(lip_root, "val")[0]["label"].numpy(), ramp(20))
+    assert np.array_equal(LIPSegmentation(lip_root, "val")[0]["label"].numpy(), ramp(range(20)))

@@ -81,7 +81,7 @@ def test_59_classes_background_ignored(voc):
     assert train.classes == PASCAL_CONTEXT_59_CLASSES and train.root == voc and train.split == "train"
     for index in range(2):
         sample = train[index]
-        raw = torch.from_numpy(ramp(60, start=index)).long()
+        raw = torch.from_numpy(ramp(range(60), start=index)).long()
         assert sample["image"].dtype == torch.uint8 and sample["image"].shape == (3, H, W)
         assert torch.equal(sample["label"], torch.where(raw == 0, 255, raw - 1))
         assert sample["path"].endswith(f"JPEGImages/{context_ids('train', 2)[index]}.jpg")
@@ -91,7 +91,7 @@ def test_60_classes_background_kept(voc):
     val = PascalContextSegmentation(voc, "val", num_classes=60)
     assert (len(val), val.num_classes, len(val.palette)) == (1, 60, 60) and val.classes[0] == "background"
     assert val.palette[1:] == PascalContextSegmentation(voc, "val").palette  # the same colour per class
-    assert torch.equal(val[0]["label"], torch.from_numpy(ramp(60)).long())
+    assert torch.equal(val[0]["label"], torch.from_numpy(ramp(range(60))).long())
 
 
 def test_root_may_be_voc2010_vocdevkit_or_above(tmp_path, voc):
@@ -102,7 +102,7 @@ def test_root_may_be_voc2010_vocdevkit_or_above(tmp_path, voc):
 
 def test_ignore_kept_and_values_out_of_range_refused(voc):
     image_id = context_ids("val", 1)[0]
-    values = ramp(60)
+    values = ramp(range(60))
     values[0, :3] = 255
     save_label(voc / "SegmentationClassContext" / f"{image_id}.png", values)
     for num_classes in (59, 60):

@@ -46,7 +46,10 @@ from ocrformer.data.synthetic_panoptic import write_synthetic_coco_panoptic
 from ocrformer.models import create_model
 from ocrformer.predict import main
 
+from .helpers.dataset_trees import ramp, save_image, save_label
+
 H, W = 8, 16
+SIZE = (H, W)
 VALUES_16 = np.array([0, 255, 256, 32768, 65280, 65535])
 VALUES_8 = VALUES_16 >> 8  # 0, 0, 1, 128, 255, 255: the high byte
 NFC, NFD = unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café")
@@ -54,19 +57,6 @@ assert NFC != NFD
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def save_rgb(path, height=H, width=W, seed=0):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path)
-    return path
-
-
-def save_label(path, values=0, height=H, width=W):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((height, width), values, dtype=np.uint8)).save(path)
-    return path
-
-
 def grey_16(height=H, width=W):
     return np.resize(VALUES_16, (height, width))
 
@@ -125,8 +115,8 @@ def read(path):
 
 
 def folder_root(root, image_name="im0.png", label_name="im0.png"):
-    save_rgb(root / "images" / image_name)
-    save_label(root / "labels" / label_name, 1)
+    save_image(root / "images" / image_name, size=SIZE)
+    save_label(root / "labels" / label_name, ramp([1], size=SIZE))
     (root / "classes.json").write_text(json.dumps({"classes": ["a", "b"]}))
     return root
 
@@ -137,9 +127,9 @@ def folder_dataset(root):
 
 # -------------------------------------------------------------------------------- 1. predict: names, failures
 def test_predict_same_stem_does_not_overwrite(checkpoint, tmp_path):
-    a_jpg = save_rgb(tmp_path / "in" / "a.jpg", 20, 28, seed=1)
-    a_png = save_rgb(tmp_path / "in" / "a.png", 24, 16, seed=2)
-    b_png = save_rgb(tmp_path / "in" / "b.png", 16, 16, seed=3)
+    a_jpg = save_image(tmp_path / "in" / "a.jpg", seed=1, size=(20, 28))
+    a_png = save_image(tmp_path / "in" / "a.png", seed=2, size=(24, 16))
+    b_png = save_image(tmp_path / "in" / "b.png", seed=3, size=(16, 16))
     out = tmp_path / "out"
     predict(checkpoint, out, a_jpg, a_png, b_png)
     kinds = ("labels", "mask", "overlay")
@@ -155,9 +145,9 @@ def test_predict_same_stem_does_not_overwrite(checkpoint, tmp_path):
 def test_predict_same_name_in_other_folders_does_not_overwrite(checkpoint, tmp_path, capsys):
     """x/a.png and y/a.png get their folder in the name; so does z/A.png, which is the same file name as a.png
     on the case-insensitive file systems of macOS and Windows."""
-    x = save_rgb(tmp_path / "x" / "a.png", 20, 28, seed=1)
-    y = save_rgb(tmp_path / "y" / "a.png", 24, 16, seed=2)
-    z = save_rgb(tmp_path / "z" / "A.png", 16, 20, seed=3)
+    x = save_image(tmp_path / "x" / "a.png", seed=1, size=(20, 28))
+    y = save_image(tmp_path / "y" / "a.png", seed=2, size=(24, 16))
+    z = save_image(tmp_path / "z" / "A.png", seed=3, size=(16, 20))
     out = tmp_path / "out"
     predict(checkpoint, out, x, y, z, x)  # x twice: processed once
     names = {"x__a.png": (20, 28), "y__a.png": (24, 16), "z__A.png": (16, 20)}
@@ -169,12 +159,12 @@ def test_predict_same_name_in_other_folders_does_not_overwrite(checkpoint, tmp_p
 
 
 def test_predict_unreadable_image_does_not_stop_the_batch(checkpoint, tmp_path):
-    first = save_rgb(tmp_path / "first.png", seed=1)
+    first = save_image(tmp_path / "first.png", seed=1, size=SIZE)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n and then garbage")
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
-    last = save_rgb(tmp_path / "last.png", seed=2)
+    last = save_image(tmp_path / "last.png", seed=2, size=SIZE)
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as failed:
         predict(checkpoint, out, first, broken, text, last)
@@ -199,8 +189,8 @@ def test_predict_segmentation_failure_does_not_stop_the_batch(checkpoint, tmp_pa
 
     real = predict_module.predict_labels
     monkeypatch.setattr(predict_module, "predict_labels", failing_on_24_rows)
-    big = save_rgb(tmp_path / "big.png", 24, 16, seed=1)
-    small = save_rgb(tmp_path / "small.png", 16, 16, seed=2)
+    big = save_image(tmp_path / "big.png", seed=1, size=(24, 16))
+    small = save_image(tmp_path / "small.png", seed=2, size=(16, 16))
     with pytest.raises(SystemExit, match=r"1 of 2 images failed.*\n.*big.png: .*RuntimeError: CUDA out of memory"):
         predict(checkpoint, tmp_path / "out", big, small)
     assert (tmp_path / "out" / "small_overlay.png").is_file() and not (tmp_path / "out" / "big_overlay.png").exists()
@@ -208,8 +198,8 @@ def test_predict_segmentation_failure_does_not_stop_the_batch(checkpoint, tmp_pa
 
 def test_predict_names_equal_up_to_case_in_one_folder(checkpoint, tmp_path):
     """``A.png`` and ``a.png`` side by side: one file on macOS and Windows, so they are numbered."""
-    upper = save_rgb(tmp_path / "in" / "A.png", 16, 20, seed=1)
-    lower = save_rgb(tmp_path / "in" / "a.png", 20, 16, seed=2)
+    upper = save_image(tmp_path / "in" / "A.png", seed=1, size=(16, 20))
+    lower = save_image(tmp_path / "in" / "a.png", seed=2, size=(20, 16))
     predict(checkpoint, tmp_path / "out", upper, lower)
     assert read(tmp_path / "out" / "A.png-1_labels.png").shape == (16, 20)
     assert read(tmp_path / "out" / "a.png-2_labels.png").shape == (20, 16)
@@ -263,14 +253,14 @@ def test_16_bit_image_in_folder_dataset(tmp_path):
 def test_16_bit_image_in_cityscapes(tmp_path):
     stem = "aachen_000000_000000"
     save_16_bit(tmp_path / "leftImg8bit" / "train" / "aachen" / f"{stem}_leftImg8bit.png", "I;16")
-    save_label(tmp_path / "gtFine" / "train" / "aachen" / f"{stem}_gtFine_labelIds.png", 7)
+    save_label(tmp_path / "gtFine" / "train" / "aachen" / f"{stem}_gtFine_labelIds.png", ramp([7], size=SIZE))
     assert np.array_equal(CityscapesSegmentation(tmp_path)[0]["image"].permute(1, 2, 0).numpy(), expected_rgb())
 
 
 def test_16_bit_image_in_ade20k(tmp_path):
     """ADE20K lists ``*.jpg``; Pillow reads a file by its content, so a 16-bit TIFF named .jpg is read."""
     save_16_bit(tmp_path / "images" / "training" / "ADE_train_00000001.jpg", "I;16B")
-    save_label(tmp_path / "annotations" / "training" / "ADE_train_00000001.png", 1)
+    save_label(tmp_path / "annotations" / "training" / "ADE_train_00000001.png", ramp([1], size=SIZE))
     assert np.array_equal(ADE20KSegmentation(tmp_path)[0]["image"].permute(1, 2, 0).numpy(), expected_rgb())
 
 
@@ -309,7 +299,7 @@ def test_folder_names_equal_after_normalisation_are_duplicates(tmp_path):
     """``café.png`` (NFC) and ``café.jpg`` (NFD) would share one label file: refused, and the message shows the
     difference that the screen does not."""
     root = folder_root(tmp_path, f"{NFC}.png", f"{NFC}.png")
-    save_rgb(root / "images" / f"{NFD}.jpg")
+    save_image(root / "images" / f"{NFD}.jpg", size=SIZE)
     with pytest.raises(ValueError, match="same stem after Unicode NFC normalisation") as error:
         folder_dataset(root)
     assert ascii(NFC) in str(error.value) and ascii(NFD) in str(error.value)
@@ -319,23 +309,24 @@ def test_label_names_ambiguous_after_normalisation_are_refused(tmp_path):
     """Image ``Å.png`` (U+00C5) and two labels that both normalise to it and neither equals it: which one is meant
     cannot be told, so the error names both."""
     root = folder_root(tmp_path, "\u00c5.png", "A\u030a.png")
-    save_label(root / "labels" / "\u212b.png", 1)  # ANGSTROM SIGN, NFC -> U+00C5
+    save_label(root / "labels" / "\u212b.png", ramp([1], size=SIZE))  # ANGSTROM SIGN, NFC -> U+00C5
     with pytest.raises(ValueError, match=r"label for image .*: 2 files .*'A\\u030a.png'.*'\\u212b.png'"):
         folder_dataset(root)
 
 
 def test_cityscapes_city_folder_in_other_unicode_normalisation(tmp_path):
     stem = f"{NFC}_000000_000000"
-    save_rgb(tmp_path / "leftImg8bit" / "train" / NFC / f"{stem}_leftImg8bit.png")
-    save_label(tmp_path / "gtFine" / "train" / NFD / f"{unicodedata.normalize('NFD', stem)}_gtFine_labelIds.png", 7)
+    save_image(tmp_path / "leftImg8bit" / "train" / NFC / f"{stem}_leftImg8bit.png", size=SIZE)
+    label_name = f"{unicodedata.normalize('NFD', stem)}_gtFine_labelIds.png"
+    save_label(tmp_path / "gtFine" / "train" / NFD / label_name, ramp([7], size=SIZE))
     dataset = CityscapesSegmentation(tmp_path)
     assert dataset.samples[0][1].parent.name == NFD
     assert dataset[0]["label"].unique().tolist() == [0]  # label id 7 = road
 
 
 def test_ade20k_label_name_in_other_unicode_normalisation(tmp_path):
-    save_rgb(tmp_path / "images" / "training" / f"ADE_{NFD}.jpg")
-    save_label(tmp_path / "annotations" / "training" / f"ADE_{NFC}.png", 3)
+    save_image(tmp_path / "images" / "training" / f"ADE_{NFD}.jpg", size=SIZE)
+    save_label(tmp_path / "annotations" / "training" / f"ADE_{NFC}.png", ramp([3], size=SIZE))
     dataset = ADE20KSegmentation(tmp_path)
     assert dataset.samples[0][1].name == f"ADE_{NFC}.png"
     assert dataset[0]["label"].unique().tolist() == [2]
@@ -346,7 +337,7 @@ def test_predict_refuses_non_finite_weights(tmp_path):
     state = create_model("fcn_tiny", 4).state_dict()
     state["head.classifier.weight"][0, 0] = float("nan")
     torch.save(state, tmp_path / "nan.pth")
-    image = save_rgb(tmp_path / "a.png")
+    image = save_image(tmp_path / "a.png", size=SIZE)
     with pytest.raises(SystemExit, match=r"nan.pth: the weights hold non-finite values \(head.classifier.weight\)"):
         predict(tmp_path / "nan.pth", tmp_path / "out", image)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -354,7 +345,7 @@ def test_predict_refuses_non_finite_weights(tmp_path):
 
 @pytest.mark.parametrize("device", ["foo", "gpu0"])
 def test_predict_names_a_bad_device(tmp_path, capsys, device):
-    image = save_rgb(tmp_path / "a.png")
+    image = save_image(tmp_path / "a.png", size=SIZE)
     with pytest.raises(SystemExit):
         main(["--model", "fcn_tiny", "--checkpoint", str(tmp_path / "x.pth"), "--out", str(tmp_path / "o"),
               "--device", device, str(image)])
