@@ -7,6 +7,7 @@ import torch
 
 from experiments import semantic_segmentation as experiment
 
+from .helpers import dataset_trees as trees
 from .helpers.runs import REPO, run_script
 
 SCRIPT = REPO / "experiments" / "semantic_segmentation.py"
@@ -126,3 +127,31 @@ def test_a_recipe_batch_that_does_not_split_is_a_usage_error(monkeypatch, capsys
     with pytest.raises(SystemExit):
         experiment.parse_args(["--dataset", "lip", "--data-root", "x"])
     assert "the recipe's batch of 32 does not split over 3 processes" in capsys.readouterr().err
+
+
+# Each of the paper's seven datasets as a tiny tree in its release layout: (writer, root it returns).
+PAPER_DATASETS = {
+    "cityscapes": trees.write_cityscapes_tree,
+    "ade20k": trees.write_ade20k_tree,
+    "lip": trees.write_lip_tree,
+    "pascal_context": trees.write_pascal_context_tree,
+    "pascal_context_60": trees.write_pascal_context_tree,
+    "coco_stuff164k": trees.write_coco_stuff164k_tree,
+    "coco_stuff10k": trees.write_coco_stuff10k_tree,
+}
+
+
+@pytest.mark.parametrize("dataset", list(PAPER_DATASETS))
+def test_the_comparison_runs_on_every_paper_dataset(dataset, tmp_path):
+    """The same command on real-format data: --dataset NAME --data-root PATH (budget and crop overridden)."""
+    root = PAPER_DATASETS[dataset](tmp_path / "data")
+    out = tmp_path / "out"
+    status = experiment.main(["--dataset", dataset, "--data-root", str(root), "--variants", "fcn,ppm,ocr",
+                              "--iterations", "1", "--batch-size", "2", "--crop", "16,16", "--out", str(out)])
+    assert status == 0
+    results = json.loads((out / "results.json").read_text())["results"]
+    assert list(results) == ["fcn", "ppm", "ocr"]
+    num_classes = {"cityscapes": 19, "ade20k": 150, "lip": 20, "pascal_context": 59, "pascal_context_60": 60,
+                   "coco_stuff164k": 171, "coco_stuff10k": 171}[dataset]
+    assert all(len(r["iou"]) == num_classes and r["iterations"] == 1 for r in results.values())
+    assert (out / "miou.png").is_file() and (out / "costs.png").is_file()
