@@ -48,6 +48,28 @@ def _check_dropout(**values: float) -> None:
             raise ValueError(f"{name} must be in [0, 1), got {value!r}")
 
 
+def _region_widths(
+    in_channels: int,
+    region_in_channels: int | None,
+    region_channels: int | None,
+    region_kernel_size: int,
+    region_dropout: float,
+    **positive: int,
+) -> tuple[int, int]:
+    """(Cr, Dr) of a soft-region branch -- the features it reads (default: the head's input) and its hidden
+    width (default: Cr) -- after checking every width (and ``positive``'s), the kernel (1 or 3) and the dropout.
+    Shared by ``OCRDecoder`` and the other heads' aux branch (``ocrformer.context.ContextHead``)."""
+    region_in_channels = in_channels if region_in_channels is None else region_in_channels
+    region_channels = region_in_channels if region_channels is None else region_channels
+    _check_positive_int(
+        in_channels=in_channels, region_in_channels=region_in_channels, region_channels=region_channels, **positive
+    )
+    if region_kernel_size not in (1, 3):
+        raise ValueError(f"region_kernel_size must be 1 or 3, got {region_kernel_size!r}")
+    _check_dropout(region_dropout=region_dropout)
+    return region_in_channels, region_channels
+
+
 def _check_feature_map(
     x: torch.Tensor, channels: int, name: str, expected: str, dtype: torch.dtype | None = None
 ) -> None:
@@ -187,18 +209,15 @@ class OCRDecoder(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
-        region_in_channels = in_channels if region_in_channels is None else region_in_channels
-        region_channels = region_in_channels if region_channels is None else region_channels
-        _check_positive_int(
-            in_channels=in_channels,
+        region_in_channels, region_channels = _region_widths(
+            in_channels,
+            region_in_channels,
+            region_channels,
+            region_kernel_size,
+            region_dropout,
             num_classes=num_classes,
             mid_channels=mid_channels,
-            region_in_channels=region_in_channels,
-            region_channels=region_channels,
         )
-        if region_kernel_size not in (1, 3):
-            raise ValueError(f"region_kernel_size must be 1 or 3, got {region_kernel_size!r}")
-        _check_dropout(region_dropout=region_dropout)
         _validate_name(backend, "OCRDecoder(backend=...)")
         self.in_channels = in_channels
         self.region_in_channels = region_in_channels

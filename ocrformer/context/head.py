@@ -17,7 +17,7 @@ from timm.layers import ConvNormAct
 from torch import nn
 
 from ..attention import _validate_name
-from ..ocr import _check_dropout, _check_feature_map, _check_positive_int
+from ..ocr import _check_dropout, _check_feature_map, _check_positive_int, _region_widths
 from .multi_scale import ASPP, PyramidPooling
 from .relational import (
     BaseObjectContext,
@@ -67,15 +67,11 @@ class ContextHead(nn.Module):
         region_dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        region_in_channels = in_channels if region_in_channels is None else region_in_channels
-        region_channels = region_in_channels if region_channels is None else region_channels
-        _check_positive_int(
-            in_channels=in_channels,
+        region_in_channels, region_channels = _region_widths(
+            in_channels, region_in_channels, region_channels, region_kernel_size, region_dropout,
             num_classes=num_classes,
-            region_in_channels=region_in_channels,
-            region_channels=region_channels,
         )
-        _check_dropout(dropout=dropout, region_dropout=region_dropout)
+        _check_dropout(dropout=dropout)
         out_channels = getattr(context, "out_channels", None)
         if not isinstance(context, nn.Module) or not isinstance(out_channels, int):
             raise ValueError(

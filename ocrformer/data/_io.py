@@ -294,10 +294,15 @@ class PairedSegmentation(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def read_raw_label(self, path: Path) -> torch.Tensor:
+        """The raw label values (H, W) int64 of one label file: a single-channel image (``read_label``); a
+        dataset whose labels are stored otherwise overrides this."""
+        return read_label(path)
+
     def __getitem__(self, index: int) -> dict:
         image_path, label_path = self.samples[index]
         image = read_image(image_path)
-        raw = read_label(label_path)
+        raw = self.read_raw_label(label_path)
         check_same_size(image, raw, image_path, label_path)
         label = map_label(raw, self.lut, label_path, self.allowed)
         if self.transforms is not None:

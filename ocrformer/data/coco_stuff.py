@@ -45,12 +45,9 @@ from ._io import (
     IGNORE_INDEX,
     PairedSegmentation,
     Transforms,
-    check_same_size,
     make_lut,
-    map_label,
     pair_with_labels,
     read_id_list,
-    read_image,
     require_dir,
     require_files,
     subfolders,
@@ -211,16 +208,8 @@ class CocoStuff10k(PairedSegmentation):
         self.split = split
         self.list_file = list_file
 
-    def __getitem__(self, index: int) -> dict:
-        # The base class reads label images; here the label map comes out of a MATLAB file.
-        image_path, label_path = self.samples[index]
-        image = read_image(image_path)
-        raw = read_mat_label(label_path)
-        check_same_size(image, raw, image_path, label_path)
-        label = map_label(raw, self.lut, label_path, self.allowed)
-        if self.transforms is not None:
-            image, label = self.transforms(image, label)
-        return {"image": image, "label": label, "path": str(image_path)}
+    def read_raw_label(self, path: Path) -> torch.Tensor:
+        return read_mat_label(path)  # the label map comes out of a MATLAB file, not an image
 
 
 def read_mat_label(path: Path) -> torch.Tensor:
