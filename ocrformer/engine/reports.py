@@ -94,15 +94,14 @@ def plot_miou_bars(results: dict[str, dict], out_path: str | Path, *, title: str
     fig, ax = plt.subplots(figsize=(1.6 + 1.1 * len(names), 3.6))
     means = [100 * results[n]["miou"] for n in names]
     colours = [_variant_colour(n) for n in names]
-    bars = ax.bar(names, means, color=colours)
-    ax.bar_label(bars, fmt="%.1f", padding=6)
+    ax.bar(names, means, color=colours)
     for x, name in enumerate(names):
-        runs = results[name].get("runs", [])
-        if len(runs) > 1:
-            seeds = [100 * run["miou"] for run in runs]
+        seeds = [100 * run["miou"] for run in results[name].get("runs", [])] or [means[x]]
+        if len(seeds) > 1:
             ax.errorbar(x, means[x], yerr=[[means[x] - min(seeds)], [max(seeds) - means[x]]], color="black",
                         capsize=4, linewidth=1)
             ax.scatter([x] * len(seeds), seeds, color="black", s=10, zorder=3)
+        ax.annotate(f"{means[x]:.1f}", (x, max(seeds)), textcoords="offset points", xytext=(0, 4), ha="center")
     ax.set_ylabel("mIoU (%)")
     ax.set_ylim(0, max(100.0, max(means) * 1.1))
     ax.tick_params(axis="x", labelrotation=30 if len(names) > 4 else 0)
