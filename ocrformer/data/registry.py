@@ -81,8 +81,7 @@ def build_dataset(
             ``TrainVal_images/``), PASCAL-Context's ``VOC2010`` folder, a COCO-Stuff-164k or -10k root, a COCO
             panoptic root, or for ``"folder"`` a folder holding ``images/``, ``labels/`` and ``classes.json``
             (the ``write_folder`` layout; override each with ``image_dir=``, ``label_dir=``, ``classes_json=``,
-            where ``None`` keeps
-            the default). Must be ``None`` for ``"synthetic"``.
+            where ``None`` keeps the default). Must be ``None`` for ``"synthetic"``.
         split: the dataset's split name, or ``None`` for its default training split (``"training"`` for ADE20K,
             which also takes ``"train"``/``"val"``). For ``"folder"``, a split is a subfolder of ``root``.
         transforms: ``(image, label) -> (image, label)`` (panoptic: ``(image, target)``).
