@@ -5,6 +5,9 @@ the baseline without OCR, and the networks whose context modules the OCR paper c
 ``deeplabv3``, ``danet``, ``ocnet``, ``ccnet``, ``isanet``, ``a2net``. The backbone is one of the entries below.
 Each entry fixes the timm model and its settings; keyword arguments to ``create_model`` override them (any
 ``OCRNet`` argument, ``layout`` included). ``weights=`` builds the model a checkpoint was made for and loads it.
+
+SegFix networks (``SegFixNet``, boundary refinement) are named ``segfix_{backbone}`` over the same backbone
+entries: ``create_segfix_model("segfix_hrnet_w48")``, ``list_segfix_models()``.
 """
 
 from __future__ import annotations
@@ -19,8 +22,18 @@ import torch
 from .ocrnet import OCRNet
 from .panoptic_fpn import PanopticFPN
 from .panoptic_fusion import scaled_stuff_area
+from .segfix import SegFixNet
 
-__all__ = ["HEAD_PREFIXES", "PANOPTIC_PRESETS", "create_model", "create_panoptic_model", "list_models", "read_weights"]
+__all__ = [
+    "HEAD_PREFIXES",
+    "PANOPTIC_PRESETS",
+    "create_model",
+    "create_panoptic_model",
+    "create_segfix_model",
+    "list_models",
+    "list_segfix_models",
+    "read_weights",
+]
 
 # backbone entry -> OCRNet keyword arguments
 _BACKBONES: dict[str, dict] = {
@@ -217,3 +230,58 @@ def create_panoptic_model(
     if name not in PANOPTIC_PRESETS:
         raise ValueError(f"unknown panoptic model {name!r}; known: {sorted(PANOPTIC_PRESETS)}")
     return PanopticFPN(num_thing_classes, num_stuff_classes, ocr=ocr, **{**PANOPTIC_PRESETS[name], **overrides})
+
+
+# SegFix: ``segfix_{backbone}`` for every backbone entry above. The entry's timm model and ``backbone_kwargs`` are
+# taken; its OCR head widths are not (SegFix has no OCR head). Both branches are 256 wide as upstream's, except
+# for the ``tiny`` test backbone, whose branches are as narrow as its OCR head.
+SEGFIX_PREFIX = "segfix"
+_SEGFIX_MID_CHANNELS = {"tiny": 32}
+
+
+def list_segfix_models() -> list[str]:
+    """Every SegFix preset name: ``segfix_{backbone}`` for each backbone entry of ``create_model``."""
+    return [f"{SEGFIX_PREFIX}_{backbone}" for backbone in _BACKBONES]
+
+
+def create_segfix_model(name: str, *, weights: Mapping | str | Path | None = None, **overrides) -> SegFixNet:
+    """A SegFix network on a registered backbone (random weights unless told otherwise).
+
+    Args:
+        name: ``segfix_{backbone}`` (``list_segfix_models()``), e.g. ``"segfix_hrnet_w48"`` (upstream's
+            Cityscapes SegFix), ``"segfix_hrnet_w18"``, ``"segfix_tiny"`` (tests).
+        weights: a ``SegFixNet`` state dict, a file holding one, or a ``SegFixTrainer`` checkpoint (its
+            ``"model"``); loaded strictly, and refused when made for another backbone, number of directions or
+            boundary width (the state dict's ``_extra_state``).
+        **overrides: any ``SegFixNet`` argument (``num_directions``, ``boundary_width``, ``mid_channels``,
+            ``backbone_kwargs``, the loss settings...).
+    """
+    if not isinstance(name, str):
+        raise ValueError(
+            f"create_segfix_model: name must be a str (see list_segfix_models()), got {type(name).__name__} {name!r}"
+        )
+    prefix, _, backbone = name.partition("_")
+    if prefix != SEGFIX_PREFIX or backbone not in _BACKBONES:
+        raise ValueError(f"unknown SegFix model {name!r}; known: {list_segfix_models()}")
+    entry = _BACKBONES[backbone]
+    kwargs: dict = {"backbone": entry["backbone"]}
+    if "backbone_kwargs" in entry:
+        kwargs["backbone_kwargs"] = dict(entry["backbone_kwargs"])
+    if backbone in _SEGFIX_MID_CHANNELS:
+        kwargs["mid_channels"] = _SEGFIX_MID_CHANNELS[backbone]
+    model = SegFixNet(**{**kwargs, **overrides})
+    if weights is not None:
+        model.load_state_dict(_segfix_state(weights), strict=True)
+    return model
+
+
+def _segfix_state(weights: Mapping | str | Path) -> Mapping:
+    if isinstance(weights, (str, Path)):
+        from ..engine.checkpoint import load_checkpoint  # here: the engine imports this module
+
+        weights = load_checkpoint(weights)
+    if not isinstance(weights, Mapping):
+        raise ValueError(f"weights must be a state dict (a mapping of names to tensors), got {type(weights).__name__}")
+    if isinstance(weights.get("model"), Mapping):  # a training checkpoint
+        weights = weights["model"]
+    return weights
