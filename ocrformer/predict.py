@@ -12,6 +12,11 @@ images the way that codebase feeds them (openseg's networks take BGR images). Fo
 writes ``NAME_mask.png`` (class colours) and ``NAME_overlay.png`` (the mask blended over the image), plus
 ``NAME_labels.png`` (class ids, 8-bit) for further processing.
 
+SegFix: ``--segfix SEGFIX_CKPT`` (a ``SegFixTrainer`` checkpoint or a ``SegFixNet`` state dict) refines every
+predicted label map with that boundary network before anything is written (``ocrformer.segfix.cli``: the
+preset is read from the checkpoint, ``--segfix-model NAME`` where it cannot be). ``python -m ocrformer.segfix
+refine`` does the same for label PNGs written by another tool.
+
 Output names: NAME is the image's stem (``street.png`` -> ``street_mask.png``). Images whose stems are equal
 (compared ignoring case and Unicode normalisation, as the file systems of macOS and Windows compare names) are
 named by their whole file name instead (``a.jpg`` -> ``a.jpg_mask.png``, ``a.png`` -> ``a.png_mask.png``).
@@ -48,7 +53,8 @@ from .data._io import read_rgb
 from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from .engine.checkpoint import load_checkpoint, non_finite_tensors
 from .inference import predict_labels
-from .models import create_model, list_models
+from .models import create_model, list_models, list_segfix_models
+from .segfix.cli import load_segfix_model, refine_labels
 from .visualize import colorize, default_palette, overlay
 
 __all__ = ["main"]
@@ -142,7 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m ocrformer.predict",
         description=paragraphs[0],
-        epilog="\n\n".join(p for p in paragraphs if p.startswith(("Output names", "Failures", "Images are read"))),
+        epilog="\n\n".join(
+            p for p in paragraphs if p.startswith(("SegFix", "Output names", "Failures", "Images are read"))
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("images", nargs="+", type=Path, help="image files")
@@ -156,7 +164,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--window", help="sliding-window inference with this crop, e.g. 512,1024")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", type=_device,
                         help="cpu, cuda or cuda:N (default: cuda if available)")
+    parser.add_argument("--segfix", type=Path, metavar="SEGFIX_CKPT", help="refine the labels with SegFix (see below)")
+    parser.add_argument("--segfix-model", choices=list_segfix_models(), metavar="NAME",
+                        help="the SegFix preset (default: read from SEGFIX_CKPT)")
     args = parser.parse_args(argv)
+    if args.segfix_model and not args.segfix:
+        parser.error("--segfix-model needs --segfix SEGFIX_CKPT")
 
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
@@ -166,6 +179,8 @@ def main(argv: list[str] | None = None) -> None:
         unique.setdefault(path.resolve(), path)  # an image given twice is segmented once
     images = list(unique.values())
     model, palette = _load_model(args)
+    segfix = load_segfix_model(args.segfix, args.segfix_model, device=args.device) if args.segfix else None
+    changed = 0  # pixels SegFix changed
     scales = tuple(float(s) for s in args.scales.split(","))
     window = tuple(int(v) for v in args.window.split(",")) if args.window else None
     args.out.mkdir(parents=True, exist_ok=True)
@@ -180,7 +195,11 @@ def main(argv: list[str] | None = None) -> None:
                 labels = predict_labels(
                     model, _to_tensor(image, model.input_channels)[None].to(args.device), scales=scales,
                     flip=args.flip, window=window, align_corners=model.align_corners,
-                )[0].cpu().numpy()
+                )[0].cpu()
+                if segfix is not None:
+                    refined = refine_labels(segfix, torch.from_numpy(image).permute(2, 0, 1), labels)
+                    changed, labels = changed + int((refined != labels).sum()), refined
+                labels = labels.numpy()
                 mask = colorize(labels, palette)
                 Image.fromarray(labels.astype(np.uint8)).save(args.out / f"{name}_labels.png")
                 Image.fromarray(mask).save(args.out / f"{name}_mask.png")
@@ -191,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
                 reason = f"segmenting or writing failed: {type(error).__name__}: {error}"
         failures.append((path, reason))  # this image only: the others are still processed
         print(f"{path}: FAILED: {reason}", file=sys.stderr)
+    refined = f", refined by SegFix ({args.segfix}: {changed} pixels changed)" if segfix is not None else ""
+    print(f"{len(images) - len(failures)} of {len(images)} images segmented{refined} -> {args.out}")
     if failures:
         listed = "\n".join(f"  {path}: {reason}" for path, reason in failures)
         raise SystemExit(f"{len(failures)} of {len(images)} images failed; the others were written:\n{listed}")

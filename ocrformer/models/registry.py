@@ -33,6 +33,7 @@ __all__ = [
     "list_models",
     "list_segfix_models",
     "read_weights",
+    "segfix_models_for_backbone",
 ]
 
 # backbone entry -> OCRNet keyword arguments
@@ -242,6 +243,11 @@ _SEGFIX_MID_CHANNELS = {"tiny": 32}
 def list_segfix_models() -> list[str]:
     """Every SegFix preset name: ``segfix_{backbone}`` for each backbone entry of ``create_model``."""
     return [f"{SEGFIX_PREFIX}_{backbone}" for backbone in _BACKBONES]
+
+
+def segfix_models_for_backbone(backbone: str) -> list[str]:
+    """The SegFix presets built on the timm model ``backbone`` (what a ``SegFixNet`` state dict records)."""
+    return [f"{SEGFIX_PREFIX}_{entry}" for entry, kwargs in _BACKBONES.items() if kwargs["backbone"] == backbone]
 
 
 def create_segfix_model(name: str, *, weights: Mapping | str | Path | None = None, **overrides) -> SegFixNet:
