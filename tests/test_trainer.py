@@ -173,7 +173,8 @@ def test_sigterm_writes_a_checkpoint_and_stops(tmp_path):
 
 @pytest.mark.subprocess
 @pytest.mark.distributed
-def test_two_process_torchrun_gloo(tmp_path):
+@pytest.mark.parametrize("task", ["semantic", "segfix"])
+def test_two_process_torchrun_gloo(tmp_path, task):
     result = subprocess.run(
         [
             sys.executable,
@@ -184,6 +185,7 @@ def test_two_process_torchrun_gloo(tmp_path):
             "-m",
             "tests.helpers.ddp_train",
             str(tmp_path),
+            *(["segfix"] if task == "segfix" else []),
         ],
         cwd=REPO,
         env=_env(),
@@ -195,7 +197,11 @@ def test_two_process_torchrun_gloo(tmp_path):
     assert "rank 0 of 2" in result.stdout and "rank 1 of 2" in result.stdout
     # The DDP wrapper (and its hold on the process group) is gone once fit() returns: left to interpreter exit,
     # it made gloo abort in about 1 run in 10.
-    assert "rank 0 holds OCRNet after fit" in result.stdout and "rank 1 holds OCRNet after fit" in result.stdout
+    model = "SegFixNet" if task == "segfix" else "OCRNet"
+    assert f"rank 0 holds {model} after fit" in result.stdout and f"rank 1 holds {model} after fit" in result.stdout
+    # Each rank evaluates its shard; the counts are summed, so both ranks report the same metrics.
+    evaluations = [line.split(" evaluation ", 1)[1] for line in result.stdout.splitlines() if " evaluation " in line]
+    assert len(evaluations) == 2 and evaluations[0] == evaluations[1] and len(json.loads(evaluations[0])) >= 3
     state = load_checkpoint(tmp_path / "last.pth")
     assert state["world_size"] == 2 and state["iteration"] == 3 and len(state["rng"]) == 2
     rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
