@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..models import create_segfix_model
@@ -130,14 +130,7 @@ class SegFixTrainer(Trainer):
     def evaluate(self) -> dict:
         """Boundary precision / recall / F1 / accuracy and direction accuracies on ``val_set`` (see the class
         docstring); ranks split the images and their counts are summed."""
-        if self.val_set is None:
-            raise ValueError("evaluate() needs a val_set")
-        indices = range(self.context.rank, len(self.val_set), self.context.world_size)
-        loader = DataLoader(
-            Subset(self.val_set, list(indices)),
-            batch_size=self.config.val_batch_size,
-            num_workers=self.config.workers,
-        )
+        loader = self.val_loader()
         model = self.module
         self._refuse_non_finite_weights()
         model.eval()

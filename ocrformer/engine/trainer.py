@@ -440,14 +440,7 @@ class Trainer:
     def evaluate(self, *, scales: tuple[float, ...] = (1.0,), flip: bool = False) -> dict:
         """mIoU and accuracies on ``val_set`` (sharded over ranks, confusion matrices summed). With ``flip``, the
         flipped pass exchanges the class channels of the val set's ``flip_pairs`` (LIP's left/right parts)."""
-        if self.val_set is None:
-            raise ValueError("evaluate() needs a val_set")
-        indices = range(self.context.rank, len(self.val_set), self.context.world_size)
-        loader = DataLoader(
-            Subset(self.val_set, list(indices)),
-            batch_size=self.config.val_batch_size,
-            num_workers=self.config.workers,
-        )
+        loader = self.val_loader()
         evaluator = SemanticEvaluator(self.num_classes, ignore_index=self.config.ignore_index)
         flip_pairs = getattr(self.val_set, "flip_pairs", ())
         model = self.module
@@ -470,6 +463,18 @@ class Trainer:
                     )
             evaluator.update(scores.float(), labels)
         return evaluator.compute()
+
+    def val_loader(self) -> DataLoader:
+        """This rank's shard of ``val_set`` (every ``world_size``-th image from ``rank``), in order, unshuffled:
+        what ``evaluate`` reads; the task's evaluation sums the counts of all ranks."""
+        if self.val_set is None:
+            raise ValueError("evaluate() needs a val_set")
+        indices = range(self.context.rank, len(self.val_set), self.context.world_size)
+        return DataLoader(
+            Subset(self.val_set, list(indices)),
+            batch_size=self.config.val_batch_size,
+            num_workers=self.config.workers,
+        )
 
     def _refuse_non_finite_weights(self) -> None:
         bad = non_finite_tensors(self.module.state_dict())

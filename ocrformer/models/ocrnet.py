@@ -30,6 +30,16 @@ __all__ = ["HEADS", "FCNHead", "OCRNet"]
 HEADS: tuple[str, ...] = ("ocr", "fcn", *CONTEXT_MODULES)
 
 
+def resize_logits(out: dict[str, torch.Tensor], images: torch.Tensor, align_corners: bool) -> dict[str, torch.Tensor]:
+    """Each (B, *, h, w) map of ``out`` resized bilinearly to the images' (H, W): the models' outputs at the
+    input size."""
+    size = images.shape[-2:]
+    return {
+        name: F.interpolate(logits, size=size, mode="bilinear", align_corners=align_corners)
+        for name, logits in out.items()
+    }
+
+
 class FCNHead(ContextHead):
     """The ablation baseline: the OCR head without OCR.
 
@@ -228,12 +238,7 @@ class OCRNet(nn.Module):
         """Without ``targets``: the logits (see the class docstring). With ``targets`` (B, H, W) labels: the
         named, already weighted loss terms of ``self.criterion`` (``{"loss_main", "loss_aux"}``; the total is
         their sum), as torchvision's and detectron2's models return theirs -- ``Trainer`` optimises the sum."""
-        out = self.logits_at_stride(images, oracle_labels=oracle_labels)
-        size = images.shape[-2:]
-        out = {
-            name: F.interpolate(logits, size=size, mode="bilinear", align_corners=self.align_corners)
-            for name, logits in out.items()
-        }
+        out = resize_logits(self.logits_at_stride(images, oracle_labels=oracle_labels), images, self.align_corners)
         if targets is None:
             return out
         return self.criterion({name: logits.float() for name, logits in out.items()}, targets)

@@ -47,6 +47,7 @@ from timm.layers import ConvNormAct
 from torch import nn
 
 from ..backbones import create_backbone
+from .ocrnet import resize_logits
 
 __all__ = ["SegFixNet", "boundary_probability", "segfix_loss"]
 
@@ -186,12 +187,7 @@ class SegFixNet(nn.Module):
         self, images: torch.Tensor, targets: Mapping[str, torch.Tensor] | None = None
     ) -> dict[str, torch.Tensor]:
         """See the class docstring."""
-        out = self.logits_at_stride(images)
-        size = images.shape[-2:]
-        out = {
-            name: F.interpolate(logits, size=size, mode="bilinear", align_corners=self.align_corners)
-            for name, logits in out.items()
-        }
+        out = resize_logits(self.logits_at_stride(images), images, self.align_corners)
         if targets is None:
             return out
         boundary, direction = _check_targets(targets, images)
