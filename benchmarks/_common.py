@@ -16,6 +16,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -24,6 +25,7 @@ __all__ = [
     "MB",
     "PeakMemory",
     "forkserver",
+    "fresh_process_with_env",
     "machine_description",
     "relative_error",
     "round_robin",
@@ -134,3 +136,23 @@ def forkserver() -> multiprocessing.context.BaseContext:
         else:
             os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
     return context
+
+
+@contextlib.contextmanager
+def fresh_process_with_env(env: dict[str, str]) -> Iterator[ProcessPoolExecutor]:
+    """A one-worker pool whose worker is a fresh interpreter started with ``env`` added to the environment: for
+    settings a process reads once, when it starts (glibc's ``MALLOC_*`` variables). The worker is started before
+    this process's environment is restored."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    try:
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        pool.submit(int).result()  # workers start lazily: start this one now, while env holds
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
+    with pool:
+        yield pool

@@ -6,7 +6,9 @@ Cases (one run measures every ratio it reports; float32, no gradients unless tra
                   modules: what ``forward`` runs), ``fused direct`` / ``fused winograd`` (``FusedOCRHead``, what
                   ``optimize_for_inference`` builds, with either 3x3 conv)
     model eval    ``ocrnet_hrnet_w48`` on 1x3x512x1024: ``plain`` against ``optimize_for_inference(conv=...)``
-                  (BatchNorm folded by torch.fx, channels-last, the fused head), and with ``compile=True``
+                  (BatchNorm folded by torch.fx, channels-last, the fused head), and with ``compile=True``; then
+                  plain against optimized again in a fresh process whose glibc keeps freed memory for reuse
+                  (``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` at 4 GiB, see ``KEEP_FREED_MEMORY``)
     train step    B=2, 720 channels, 64x128, K=19: forward + backward + SGD step, ``classic`` against ``OCRHead``;
                   and the step's peak memory, each variant in a fresh process (``benchmarks/_common.PeakMemory``)
 
@@ -41,6 +43,7 @@ from torch import nn  # noqa: E402
 from benchmarks._common import (  # noqa: E402
     PeakMemory,
     forkserver,
+    fresh_process_with_env,
     machine_description,
     relative_error,
     time_round_robin,
@@ -51,6 +54,10 @@ from ocrformer import FusedOCRHead, OCRHead, create_model, optimize_for_inferenc
 
 DEFAULT_OUT = REPO_ROOT / "outputs" / "inference_speed"
 TOLERANCE = {"head": 1e-5, "model": 1e-4, "train": 1e-10}  # relative, max |diff| / max |reference|
+# glibc serves large blocks with their own mmap by default and returns them on free: every large tensor of a
+# forward then costs page faults and zeroed pages anew. With both thresholds this high, freed blocks stay in the
+# heap and the next forward reuses them (the same effect jemalloc or tcmalloc have when preloaded).
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**32)}
 
 
 class ParityError(RuntimeError):
@@ -122,17 +129,19 @@ def calibrated(model: nn.Module, images: torch.Tensor) -> nn.Module:
     return model.eval()
 
 
-def model_case(sizes: Sizes, warmup: int, repeats: int, compile: bool) -> dict:
+def model_case(sizes: Sizes, warmup: int, repeats: int, compile: bool, *, only_direct: bool = False,
+               threads: int | None = None, note: str = "") -> dict:
+    """The whole model: plain against optimized (``only_direct``: the default optimization only)."""
+    if threads is not None:  # a fresh worker process starts with torch's default
+        torch.set_num_threads(threads)
     torch.manual_seed(0)
     images = torch.randn(1, 3, *sizes.model_size, generator=torch.Generator().manual_seed(2))
     plain = create_model(sizes.model, CLASSES)
     calibrated(plain.backbone, images)
     plain.eval()
-    variants = {
-        "plain": plain,
-        "optimized direct": optimize_for_inference(plain, conv="direct"),
-        "optimized winograd": optimize_for_inference(plain, conv="winograd"),
-    }
+    variants = {"plain": plain, "optimized direct": optimize_for_inference(plain, conv="direct")}
+    if not only_direct:
+        variants["optimized winograd"] = optimize_for_inference(plain, conv="winograd")
     compile_s = None
     with torch.no_grad():
         if compile:
@@ -143,8 +152,16 @@ def model_case(sizes: Sizes, warmup: int, repeats: int, compile: bool) -> dict:
         errors = check("model", sizes.model, {n: m(images) for n, m in variants.items()}, "plain")
         ms = time_round_robin({n: (lambda m=m: m(images)) for n, m in variants.items()}, warmup, repeats)
     h, w = sizes.model_size
-    return {"case": f"{sizes.model} eval, 1x3x{h}x{w}", "baseline": "plain", "ms": ms, "errors": errors,
+    return {"case": f"{sizes.model} eval, 1x3x{h}x{w}{note}", "baseline": "plain", "ms": ms, "errors": errors,
             "compile_seconds": compile_s}
+
+
+def model_case_keeping_freed_memory(sizes: Sizes, warmup: int, repeats: int) -> dict:
+    """``model_case`` (plain against the default optimization) in a fresh process started with
+    ``KEEP_FREED_MEMORY``: how much of each time is the allocator's, not the arithmetic's."""
+    with fresh_process_with_env(KEEP_FREED_MEMORY) as pool:
+        return pool.submit(model_case, sizes, warmup, repeats, False, only_direct=True,
+                           threads=torch.get_num_threads(), note=" (glibc keeps freed memory)").result()
 
 
 def train_inputs(sizes: Sizes) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cases = [head_case(sizes, hw, args.warmup, args.repeats) for hw in sizes.head_sizes]
         cases.append(model_case(sizes, args.warmup, args.repeats, compile=not args.no_compile))
+        cases.append(model_case_keeping_freed_memory(sizes, args.warmup, args.repeats))
         cases.append(train_case(sizes, args.warmup, args.repeats, memory=not args.no_memory))
     except ParityError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -30,8 +30,22 @@ def test_quick_run_writes_every_case(tmp_path):
     for case in report["cases"]:
         assert case["baseline"] in case["ms"] and all(s["median"] > 0 for s in case["ms"].values())
         assert all(error <= 1e-4 for error in case["errors"].values())
-    model = next(case for case in report["cases"] if "eval, 1x3x" in case["case"])
+    model, kept = [case for case in report["cases"] if "eval, 1x3x" in case["case"]]
     assert set(model["ms"]) == {"plain", "optimized direct", "optimized winograd"}
+    # The same model in a fresh process whose glibc keeps freed memory: plain against the default optimization.
+    assert kept["case"].endswith("(glibc keeps freed memory)") and set(kept["ms"]) == {"plain", "optimized direct"}
     assert "| train step, B=2, 48 ch, 16x32 | OCRHead |" in (tmp_path / "inference_speed.md").read_text()
     peaks = report["cases"][-1]["peak_mb"]
     assert set(peaks) == {"classic", "OCRHead"} and all(mb > 0 for mb in peaks.values())
+
+
+@pytest.mark.subprocess
+def test_fresh_process_starts_with_the_environment_and_leaves_ours_alone(monkeypatch):
+    import os
+
+    from benchmarks._common import fresh_process_with_env
+
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with fresh_process_with_env({"MALLOC_TRIM_THRESHOLD_": "12345"}) as pool:
+        assert pool.submit(os.getenv, "MALLOC_TRIM_THRESHOLD_").result() == "12345"
+        assert os.getenv("MALLOC_TRIM_THRESHOLD_") is None
