@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from benchmarks.classic_ocr import randomize_
 from ocrformer.convert import convert_checkpoint
 from ocrformer.engine import Trainer
 from ocrformer.models import create_model
@@ -39,6 +40,17 @@ def test_predict_from_a_training_checkpoint(trained, image_file, tmp_path, capsy
     assert np.array_equal(mask, colorize(labels, ToySegmentation.palette))
     assert Image.open(tmp_path / "out" / "street_overlay.png").size == (45, 37)
     assert "street_overlay.png" in capsys.readouterr().out
+
+
+def test_optimize_gives_the_same_masks(image_file, tmp_path):
+    # Random weights and BatchNorm statistics: a map of many classes, so that a changed function would show.
+    torch.save(randomize_(create_model("ocrnet_tiny", 6), seed=0).state_dict(), tmp_path / "random.pth")
+    args = ["--model", "ocrnet_tiny", "--checkpoint", str(tmp_path / "random.pth"), str(image_file)]
+    main([*args, "--out", str(tmp_path / "plain")])
+    main([*args, "--out", str(tmp_path / "fast"), "--optimize"])
+    plain, fast = (np.asarray(Image.open(tmp_path / run / "street_labels.png")) for run in ("plain", "fast"))
+    # The optimized copy computes the same function to about 1e-5: at most a near-tie pixel may differ.
+    assert (plain != fast).sum() <= 2 and len(np.unique(plain)) > 1
 
 
 def test_predict_from_a_plain_state_dict_with_flip_and_scales(image_file, tmp_path):
