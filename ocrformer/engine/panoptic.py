@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..data import collate_panoptic
@@ -80,17 +80,8 @@ class PanopticTrainer(Trainer):
         """PQ of the fused predictions and mIoU of the semantic branch on ``val_set`` (its first ``max_images``
         images; default ``max_eval_images``, else all). Predictions are written under ``output_dir`` (default
         ``<output_dir>/eval``) in the COCO panoptic format."""
-        if self.val_set is None:
-            raise ValueError("evaluate() needs a val_set")
+        loader = self.val_loader(self.max_eval_images if max_images is None else max_images)
         data = self.val_set
-        max_images = self.max_eval_images if max_images is None else max_images
-        count = len(data) if max_images is None else min(max_images, len(data))
-        loader = DataLoader(
-            Subset(data, list(range(self.context.rank, count, self.context.world_size))),
-            batch_size=self.config.val_batch_size,
-            num_workers=self.config.workers,
-            collate_fn=collate_panoptic,
-        )
         panoptic = PanopticEvaluator(
             data.gt_json,
             data.gt_folder,

@@ -464,16 +464,18 @@ class Trainer:
             evaluator.update(scores.float(), labels)
         return evaluator.compute()
 
-    def val_loader(self) -> DataLoader:
-        """This rank's shard of ``val_set`` (every ``world_size``-th image from ``rank``), in order, unshuffled:
-        what ``evaluate`` reads; the task's evaluation sums the counts of all ranks."""
+    def val_loader(self, max_images: int | None = None) -> DataLoader:
+        """This rank's shard of ``val_set`` -- of its first ``max_images`` images if given -- (every
+        ``world_size``-th image from ``rank``), in order, unshuffled, batched by the task's ``collate_fn``: what
+        ``evaluate`` reads; the task's evaluation sums the counts of all ranks."""
         if self.val_set is None:
             raise ValueError("evaluate() needs a val_set")
-        indices = range(self.context.rank, len(self.val_set), self.context.world_size)
+        count = len(self.val_set) if max_images is None else min(max_images, len(self.val_set))
         return DataLoader(
-            Subset(self.val_set, list(indices)),
+            Subset(self.val_set, list(range(self.context.rank, count, self.context.world_size))),
             batch_size=self.config.val_batch_size,
             num_workers=self.config.workers,
+            collate_fn=self.collate_fn,
         )
 
     def _refuse_non_finite_weights(self) -> None:
