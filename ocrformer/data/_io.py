@@ -49,6 +49,18 @@ def subfolders(path: Path) -> list[str]:
     return sorted(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else []
 
 
+
+def split_folders(root: Path, split: str, what: str, layout: str) -> tuple[Path, Path]:
+    """``(root/images/split, root/annotations/split)`` -- the layout of ADE20K and COCO-Stuff-164k -- or
+    ``FileNotFoundError`` naming ``what``'s split, the missing folder and the splits that do exist there."""
+    for base in (root / "images", root / "annotations"):
+        if not (base / split).is_dir():
+            raise FileNotFoundError(
+                f"{what} split {split!r} not found: {base / split} is not a folder "
+                f"(splits found there: {subfolders(base) or 'none'}). Expected layout:\n{layout}"
+            )
+    return root / "images" / split, root / "annotations" / split
+
 def require_files(files: list[Path], folder: Path, pattern: str, layout: str) -> list[Path]:
     """``files`` if not empty, else ``FileNotFoundError`` naming the folder and the pattern searched."""
     if not files:

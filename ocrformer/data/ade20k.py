@@ -21,7 +21,7 @@ from ._io import (
     pair_with_labels,
     require_dir,
     require_files,
-    subfolders,
+    split_folders,
 )
 
 __all__ = ["ADE20K_CLASSES", "ADE20K_PALETTE", "ADE20KSegmentation"]
@@ -90,13 +90,7 @@ class ADE20KSegmentation(PairedSegmentation):
     def __init__(self, root: str | Path, split: str = "training", transforms: Transforms | None = None) -> None:
         root = require_dir(Path(root), "ADE20K root", LAYOUT)
         split = _SPLIT_ALIASES.get(split, split)
-        for base in (root / "images", root / "annotations"):
-            if not (base / split).is_dir():
-                raise FileNotFoundError(
-                    f"ADE20K split {split!r} not found: {base / split} is not a folder "
-                    f"(splits found there: {subfolders(base) or 'none'}). Expected layout:\n{LAYOUT}"
-                )
-        image_dir, label_dir = root / "images" / split, root / "annotations" / split
+        image_dir, label_dir = split_folders(root, split, "ADE20K", LAYOUT)
         images = require_files(sorted(image_dir.glob("*.jpg")), image_dir, "*.jpg", LAYOUT)
         mapping = {0: IGNORE_INDEX, IGNORE_INDEX: IGNORE_INDEX, **{v: v - 1 for v in range(1, 151)}}
         super().__init__(

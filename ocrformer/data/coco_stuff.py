@@ -50,7 +50,7 @@ from ._io import (
     read_id_list,
     require_dir,
     require_files,
-    subfolders,
+    split_folders,
     voc_palette,
 )
 
@@ -129,13 +129,7 @@ class CocoStuff164k(PairedSegmentation):
     def __init__(self, root: str | Path, split: str = "train2017", transforms: Transforms | None = None) -> None:
         root = require_dir(Path(root), "COCO-Stuff-164k root", LAYOUT_164K)
         split = _SPLIT_ALIASES_164K.get(split, split)
-        for base in (root / "images", root / "annotations"):
-            if not (base / split).is_dir():
-                raise FileNotFoundError(
-                    f"COCO-Stuff-164k split {split!r} not found: {base / split} is not a folder "
-                    f"(splits found there: {subfolders(base) or 'none'}). Expected layout:\n{LAYOUT_164K}"
-                )
-        image_dir, label_dir = root / "images" / split, root / "annotations" / split
+        image_dir, label_dir = split_folders(root, split, "COCO-Stuff-164k", LAYOUT_164K)
         images = require_files(sorted(image_dir.glob("*.jpg")), image_dir, "*.jpg", LAYOUT_164K)
         try:
             samples = pair_with_labels(images, lambda image: label_dir / f"{image.stem}.png")
