@@ -205,16 +205,7 @@ class BoundaryEvaluator:
 
     def _check(self, value, name: str) -> np.ndarray:
         """(B, H, W) int64 numpy copy of an integer label batch (a single (H, W) map gets B = 1)."""
-        if isinstance(value, torch.Tensor):
-            if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
-                raise ValueError(f"{name} must hold integer class ids, got dtype {value.dtype}")
-            array = value.detach().cpu().numpy()
-        elif isinstance(value, np.ndarray):
-            if not np.issubdtype(value.dtype, np.integer):
-                raise ValueError(f"{name} must hold integer class ids, got dtype {value.dtype}")
-            array = value
-        else:
-            raise ValueError(f"{name} must be a (B, H, W) torch.Tensor or np.ndarray, got {type(value).__name__}")
+        array = integer_ids(value, name, "(B, H, W)")
         if array.ndim == 2:
             array = array[None]
         if array.ndim != 3:
@@ -228,6 +219,20 @@ class BoundaryEvaluator:
             )
         return array
 
+
+
+def integer_ids(value, name: str, shape: str) -> np.ndarray:
+    """A numpy view or copy of an integer id map given as a torch.Tensor or np.ndarray (any rank); ``ValueError``
+    naming ``name`` for another type or a float / complex / bool dtype (``shape`` describes the expected shape)."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
+            raise ValueError(f"{name} must hold integer class ids, got dtype {value.dtype}")
+        return value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        if not np.issubdtype(value.dtype, np.integer):
+            raise ValueError(f"{name} must hold integer class ids, got dtype {value.dtype}")
+        return value
+    raise ValueError(f"{name} must be a {shape} torch.Tensor or np.ndarray, got {type(value).__name__}")
 
 def boundary_f_score(
     pred, target, *, num_classes: int, tolerances: Sequence[float] = (1, 3, 5), ignore_index: int = 255

@@ -59,6 +59,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..evaluation.boundary import integer_ids
+
 __all__ = ["direction_offsets", "direction_vectors", "segfix_targets"]
 
 # Gradients with a norm below this have no direction (the distance map is locally flat or symmetric).
@@ -146,16 +148,7 @@ def _gradient_kernels(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _as_label_array(value, name: str) -> np.ndarray:
     """A (H, W) int64 numpy copy of an integer label map given as np.ndarray or torch.Tensor."""
-    if isinstance(value, torch.Tensor):
-        if value.is_floating_point() or value.is_complex() or value.dtype == torch.bool:
-            raise ValueError(f"{name} must hold integer ids, got dtype {value.dtype}")
-        array = value.detach().cpu().numpy()
-    elif isinstance(value, np.ndarray):
-        if not np.issubdtype(value.dtype, np.integer):
-            raise ValueError(f"{name} must hold integer ids, got dtype {value.dtype}")
-        array = value
-    else:
-        raise ValueError(f"{name} must be a (H, W) np.ndarray or torch.Tensor, got {type(value).__name__}")
+    array = integer_ids(value, name, "(H, W)")
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
         raise ValueError(f"{name} must have shape (H, W) with H, W > 0, got {tuple(array.shape)}")
     return array.astype(np.int64)
