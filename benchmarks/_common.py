@@ -126,15 +126,8 @@ def forkserver() -> multiprocessing.context.BaseContext:
     and that runs with glibc's mmap threshold fixed at 64 KiB (see ``PeakMemory``)."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["torch", "ocrformer", "einops", "tqdm"])
-    saved = os.environ.get("MALLOC_MMAP_THRESHOLD_")
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"  # read by glibc when the server process starts
-    try:
+    with _environment({"MALLOC_MMAP_THRESHOLD_": "65536"}):  # read by glibc when the server process starts
         multiprocessing.forkserver.ensure_running()
-    finally:
-        if saved is None:
-            del os.environ["MALLOC_MMAP_THRESHOLD_"]
-        else:
-            os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
     return context
 
 
@@ -143,16 +136,23 @@ def fresh_process_with_env(env: dict[str, str]) -> Iterator[ProcessPoolExecutor]
     """A one-worker pool whose worker is a fresh interpreter started with ``env`` added to the environment: for
     settings a process reads once, when it starts (glibc's ``MALLOC_*`` variables). The worker is started before
     this process's environment is restored."""
+    with _environment(env):
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        pool.submit(int).result()  # workers start lazily: start this one now, while env holds
+    with pool:
+        yield pool
+
+
+@contextlib.contextmanager
+def _environment(env: dict[str, str]) -> Iterator[None]:
+    """``env`` added to ``os.environ`` inside the block (for the processes started there); restored after it."""
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
     try:
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        pool.submit(int).result()  # workers start lazily: start this one now, while env holds
+        yield
     finally:
         for key, value in saved.items():
             if value is None:
                 del os.environ[key]
             else:
                 os.environ[key] = value
-    with pool:
-        yield pool
