@@ -43,7 +43,7 @@ from tqdm import tqdm  # noqa: E402
 from ocrformer.data import dataset_names  # noqa: E402
 from ocrformer.engine import DistributedContext, SegFixTrainer, TrainConfig, Trainer, build_datasets  # noqa: E402
 from ocrformer.engine.cli import add_run_arguments, check_run_arguments, run_on_every_rank, run_settings  # noqa: E402
-from ocrformer.engine.reports import save_results  # noqa: E402
+from ocrformer.engine.reports import panel_grid, save_figure, save_results  # noqa: E402
 from ocrformer.evaluation import BoundaryEvaluator, SemanticEvaluator  # noqa: E402
 from ocrformer.inference import predict  # noqa: E402
 from ocrformer.models.segfix import boundary_probability  # noqa: E402
@@ -191,15 +191,16 @@ def interrupted(context: DistributedContext, config: TrainConfig) -> int:
 
 
 @torch.no_grad()
-def refine_three_ways(segmenter, segfix, images, labels, factor, args) -> dict[str, torch.Tensor]:
-    """{row: (B, H, W) labels}: the segmenter's prediction at 1/``factor`` resolution, refined by SegFix, and
-    refined by the true boundary and direction maps (one-hot logits of ``segfix_targets`` of ``labels``)."""
+def refine_three_ways(segmenter, segfix, images, labels, factor, args) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """({row: (B, H, W) labels}, SegFix's (B, H, W) boundary probability): the segmenter's prediction at
+    1/``factor`` resolution, refined by SegFix, and refined by the true boundary and direction maps (one-hot
+    logits of ``segfix_targets`` of ``labels``)."""
     scores = predict(segmenter, images, scales=(1 / factor,), align_corners=segmenter.align_corners)
     predicted = scores.argmax(1)
     out = segfix(images)
     options = {"boundary_threshold": args.boundary_threshold, "offset_scale": args.offset_scale}
-    refined = segfix_refine(predicted, boundary_probability(out["boundary_logits"]), out["direction_logits"],
-                            **options)
+    probability = boundary_probability(out["boundary_logits"])
+    refined = segfix_refine(predicted, probability, out["direction_logits"], **options)
     m = segfix.num_directions
     truth = [segfix_targets(label.cpu(), num_directions=m, boundary_width=segfix.boundary_width) for label in labels]
     # A boundary pixel whose direction is undefined (a flat distance map) stays where it is.
@@ -207,7 +208,7 @@ def refine_three_ways(segmenter, segfix, images, labels, factor, args) -> dict[s
     direction = torch.stack([t["direction"].clamp(max=m - 1) for t in truth]).to(images.device)
     one_hot = torch.nn.functional.one_hot(direction, m).permute(0, 3, 1, 2).float()
     ideal = segfix_refine(predicted, boundary, one_hot, **options)
-    return dict(zip(ROWS, (predicted, refined, ideal), strict=True))
+    return dict(zip(ROWS, (predicted, refined, ideal), strict=True)), probability
 
 
 def evaluate(segmenter, segfix, val_set, factor: int, args) -> dict:
@@ -221,7 +222,7 @@ def evaluate(segmenter, segfix, val_set, factor: int, args) -> dict:
     device = next(segmenter.parameters()).device
     for batch in tqdm(DataLoader(val_set, batch_size=1), desc=f"evaluate F={factor}", leave=False):
         images, labels = batch["image"].to(device), batch["label"].to(device)
-        maps = refine_three_ways(segmenter, segfix, images, labels, factor, args)
+        maps, _ = refine_three_ways(segmenter, segfix, images, labels, factor, args)
         for row, prediction in maps.items():
             semantic[row].update(prediction, labels)
             boundary[row].update(prediction, labels)
@@ -268,10 +269,7 @@ def plot_gain(results: dict, out_path: Path, *, title: str) -> Path:
         ax.set_ylabel("%")
     axes[0][0].legend(fontsize="small", loc="lower left")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return save_figure(fig, out_path)
 
 
 @torch.no_grad()
@@ -284,26 +282,15 @@ def plot_examples(segmenters: dict, segfix, val_set, args, out_path: Path, count
         images, labels = sample["image"][None], sample["label"][None]
         for factor, trainer in segmenters.items():
             device = trainer.context.device
-            maps = refine_three_ways(trainer.module, segfix, images.to(device), labels.to(device), factor, args)
-            prob = boundary_probability(segfix(images.to(device))["boundary_logits"])[0].cpu().numpy()
+            maps, prob = refine_three_ways(trainer.module, segfix, images.to(device), labels.to(device), factor, args)
             rows.append([
                 (f"image (F={factor})", denormalize(sample["image"])),
                 ("truth", colorize(sample["label"].numpy(), palette)),
                 ("predicted", colorize(maps[ROWS[0]][0].cpu().numpy(), palette)),
-                ("SegFix boundary", (plt.cm.magma(prob)[..., :3] * 255).astype(np.uint8)),
+                ("SegFix boundary", (plt.cm.magma(prob[0].cpu().numpy())[..., :3] * 255).astype(np.uint8)),
                 ("+ SegFix", colorize(maps[ROWS[1]][0].cpu().numpy(), palette)),
             ])
-    fig, axes = plt.subplots(len(rows), 5, figsize=(11, 2.2 * len(rows)), squeeze=False)
-    for r, panels in enumerate(rows):
-        for ax, (name, picture) in zip(axes[r], panels, strict=True):
-            ax.imshow(picture)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(name, fontsize="small")
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return panel_grid(rows, out_path, cell_width=2.2, every_title=True)
 
 
 if __name__ == "__main__":

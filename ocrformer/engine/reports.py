@@ -17,6 +17,7 @@ from .._atomic import atomic_write_text  # noqa: E402
 from ..visualize import colorize, colorize_panoptic, default_palette, denormalize  # noqa: E402
 
 __all__ = [
+    "panel_grid",
     "panoptic_table",
     "plot_cost_scatter",
     "plot_examples",
@@ -24,6 +25,7 @@ __all__ = [
     "plot_panoptic_examples",
     "plot_pq_bars",
     "results_table",
+    "save_figure",
     "save_results",
 ]
 
@@ -38,15 +40,19 @@ def save_results(out_dir: Path, table: str, arguments: dict, results: dict) -> N
     atomic_write_text(out_dir / "results.json", json.dumps(document, indent=2))
 
 
-def _save(fig, out_path: str | Path) -> Path:
+def save_figure(fig, out_path: str | Path) -> Path:
+    """``fig`` laid out tightly, written to ``out_path`` (100 dpi) and closed."""
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return Path(out_path)
 
 
-def _panel_grid(rows: list[list[tuple[str, np.ndarray]]], out_path: str | Path, *, cell_width: float) -> Path:
-    """One row per image of ``(title, RGB picture)`` panels, the titles over the first row, no axes."""
+def panel_grid(
+    rows: list[list[tuple[str, np.ndarray]]], out_path: str | Path, *, cell_width: float, every_title: bool = False
+) -> Path:
+    """One row per image of ``(title, RGB picture)`` panels, no axes; the titles over the first row only, or over
+    every panel (``every_title``: when the rows differ in more than their image)."""
     columns = len(rows[0])
     fig, axes = plt.subplots(len(rows), columns, figsize=(cell_width * columns, 2.2 * len(rows)), squeeze=False)
     for row, panels in enumerate(rows):
@@ -54,9 +60,9 @@ def _panel_grid(rows: list[list[tuple[str, np.ndarray]]], out_path: str | Path, 
             ax.imshow(picture)
             ax.set_xticks([])
             ax.set_yticks([])
-            if row == 0:
-                ax.set_title(name)
-    return _save(fig, out_path)
+            if row == 0 or every_title:
+                ax.set_title(name, fontsize="small" if every_title else None)
+    return save_figure(fig, out_path)
 
 
 def results_table(results: dict[str, dict]) -> str:
@@ -106,7 +112,7 @@ def plot_miou_bars(results: dict[str, dict], out_path: str | Path, *, title: str
     ax.set_ylim(0, max(100.0, max(means) * 1.1))
     ax.tick_params(axis="x", labelrotation=30 if len(names) > 4 else 0)
     ax.set_title(title)
-    return _save(fig, out_path)
+    return save_figure(fig, out_path)
 
 
 def plot_cost_scatter(results: dict[str, dict], out_path: str | Path, *, title: str = "") -> Path:
@@ -124,7 +130,7 @@ def plot_cost_scatter(results: dict[str, dict], out_path: str | Path, *, title: 
         ax.set_ylabel("mIoU (%)")
         ax.grid(alpha=0.3)
     fig.suptitle(title)
-    return _save(fig, out_path)
+    return save_figure(fig, out_path)
 
 
 # FCN grey, OCR blue, the oracle green, the multi-scale heads warm, the relational ones cool; others grey.
@@ -155,7 +161,7 @@ def plot_examples(trainers: dict, dataset, out_path: str | Path, *, count: int =
             prediction = model(batch, **extra)["logits"].argmax(1)[0].cpu().numpy()
             panels.append((variant, colorize(prediction, palette)))
         rows.append(panels)
-    return _panel_grid(rows, out_path, cell_width=2.2)
+    return panel_grid(rows, out_path, cell_width=2.2)
 
 
 def panoptic_table(results: dict[str, dict]) -> str:
@@ -190,7 +196,7 @@ def plot_pq_bars(results: dict[str, dict], out_path: str | Path, *, title: str =
     ax.set_ylim(0, 100)
     ax.legend()
     ax.set_title(title)
-    return _save(fig, out_path)
+    return save_figure(fig, out_path)
 
 
 @torch.no_grad()
@@ -213,4 +219,4 @@ def plot_panoptic_examples(trainers: dict, dataset, out_path: str | Path, *, cou
             }
             panels.append((variant, colorize_panoptic(result["panoptic_seg"].cpu().numpy(), segment_colors)))
         rows.append(panels)
-    return _panel_grid(rows, out_path, cell_width=2.4)
+    return panel_grid(rows, out_path, cell_width=2.4)
