@@ -10,12 +10,13 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from ocrformer.data import EvalTransform, SyntheticContextSegmentation, TrainTransform
-from ocrformer.engine import SegFixTrainer, TrainConfig, load_checkpoint
+from ocrformer.engine import SegFixTrainer, load_checkpoint
 from ocrformer.engine.segfix import boundary_scores
 from ocrformer.models import SegFixNet, create_segfix_model, list_segfix_models, segfix_loss
 from ocrformer.segfix import WithSegFixTargets, segfix_targets
 
 from .helpers.runs import stop_after
+from .helpers.toy import toy_config
 
 IGNORE = 255
 
@@ -228,19 +229,9 @@ def synthetic_sets():
 
 
 def segfix_config(output_dir, **overrides):
-    settings = dict(
-        model="segfix_tiny",
-        model_kwargs={"boundary_width": 2},
-        iterations=4,
-        batch_size=2,
-        lr=0.01,
-        checkpoint_every=2,
-        log_every=1,
-        output_dir=str(output_dir),
-        device="cpu",
-        seed=3,
-    )
-    return TrainConfig(**{**settings, **overrides})
+    """The trainer tests' toy settings (``tests/helpers/toy.py``) for ``segfix_tiny``."""
+    settings = {"model": "segfix_tiny", "model_kwargs": {"boundary_width": 2}, "iterations": 4, "checkpoint_every": 2}
+    return toy_config(output_dir, **{**settings, **overrides})
 
 
 def losses_by_iteration(output_dir):
