@@ -55,7 +55,7 @@ from PIL import Image
 
 from .convert import SOURCES, convert_checkpoint
 from .data._io import read_rgb
-from .data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from .data.transforms import normalize_image
 from .engine.checkpoint import load_checkpoint, non_finite_tensors
 from .inference import predict_labels
 from .models import create_model, list_models, list_segfix_models
@@ -95,13 +95,9 @@ def _load_model(args: argparse.Namespace) -> tuple[torch.nn.Module, list[tuple[i
 
 
 def _to_tensor(image: np.ndarray, channels: str) -> torch.Tensor:
-    """An (H, W, 3) uint8 RGB image -> the normalised (3, H, W) float tensor the model was trained on. openseg's
-    networks read images with OpenCV (BGR) and normalise them with the ImageNet statistics listed in RGB order;
-    ``channels="BGR"`` reproduces exactly that."""
-    tensor = torch.from_numpy(image).permute(2, 0, 1).float() / 255
-    if channels == "BGR":
-        tensor = tensor.flip(0)
-    return (tensor - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    """An (H, W, 3) uint8 RGB image -> the normalised (3, H, W) float tensor the model was trained on (openseg's
+    networks: BGR, see ``normalize_image``)."""
+    return normalize_image(torch.from_numpy(image).permute(2, 0, 1), channels)
 
 
 def _device(text: str) -> torch.device:

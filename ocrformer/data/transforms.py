@@ -34,6 +34,7 @@ __all__ = [
     "RandomRescale",
     "TrainTransform",
     "check_flip_pairs",
+    "normalize_image",
     "swap_flip_pairs",
 ]
 
@@ -206,3 +207,14 @@ class EvalTransform(_PairTransform):
 
     def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
         self.pipeline = v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
+
+
+def normalize_image(image: torch.Tensor, channels: str = "RGB") -> torch.Tensor:
+    """A uint8 (3, H, W) RGB image -> float32 (3, H, W): scaled to [0, 1] and normalised with the ImageNet mean and
+    std, as the models are trained (``EvalTransform``'s arithmetic, without a label). ``channels="BGR"`` reverses
+    the channels first and normalises them with the statistics in RGB order, as openseg's networks read images
+    (OpenCV, BGR)."""
+    tensor = image.float() / 255
+    if channels == "BGR":
+        tensor = tensor.flip(0)
+    return (tensor - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)

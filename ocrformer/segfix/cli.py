@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from .._atomic import atomic_write
 from ..data._io import IMAGE_EXTENSIONS, check_same_size, nfc, read_image, read_label
-from ..data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from ..data.transforms import normalize_image
 from ..engine.checkpoint import load_checkpoint, non_finite_tensors
 from ..models import SegFixNet, create_segfix_model, list_segfix_models
 from ..models.segfix import FORMAT
@@ -135,9 +135,7 @@ def load_segfix_model(
 def segfix_input(image: torch.Tensor) -> torch.Tensor:
     """A uint8 (3, H, W) RGB image -> the (1, 3, H, W) float input SegFix is trained on: ImageNet-normalised RGB,
     as ``SegFixTrainer``'s data (``ocrformer.data.transforms``) feeds it."""
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    return ((image.float() / 255 - mean) / std)[None]
+    return normalize_image(image)[None]
 
 
 @torch.no_grad()
