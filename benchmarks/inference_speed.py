@@ -1,12 +1,14 @@
 """Inference and training speed on the CPU: the OCR head and the whole OCRNet, plain against optimized.
 
 Cases (one run measures every ratio it reports; float32, no gradients unless training):
-    head eval     B=1, 720 -> 512/256 channels, K=19, at 128x256 (Cityscapes), 64x128 and 32x64:
+    head eval     B=1, 720 -> 512/256 channels, K=19, at 128x256 (Cityscapes), 64x128, 32x64 and 16x32:
                   ``classic`` (benchmarks/classic_ocr.py, the HRNet-OCR code's formulation), ``OCRHead`` (its
-                  modules: what ``forward`` runs), ``fused direct`` / ``fused winograd`` (``FusedOCRHead``, what
-                  ``optimize_for_inference`` builds, with either 3x3 conv)
-    model eval    ``ocrnet_hrnet_w48`` on 1x3x512x1024: ``plain`` against ``optimize_for_inference(conv=...)``
-                  (BatchNorm folded by torch.fx, channels-last, the fused head), and with ``compile=True``; then
+                  modules: what ``forward`` runs), ``fused direct`` / ``fused winograd2`` / ``fused winograd4``
+                  (``FusedOCRHead``, what ``optimize_for_inference`` builds, with each 3x3 conv; its default,
+                  ``conv="auto"``, takes one of them by the map's size: the table says which)
+    model eval    ``ocrnet_hrnet_w48`` on 1x3x512x1024: ``plain`` against ``optimize_for_inference(model)`` (the
+                  defaults: BatchNorm folded by torch.fx, channels-last, the fused head with ``conv="auto"``),
+                  against it with the direct conv, and with ``compile=True``; then
                   plain against optimized again in a fresh process whose glibc keeps freed memory for reuse
                   (``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` at 4 GiB, see ``KEEP_FREED_MEMORY``)
     train step    B=2, 720 channels, 64x128, K=19: forward + backward + SGD step, ``classic`` against ``OCRHead``;
@@ -73,7 +75,7 @@ class Sizes:
     train_size: tuple[int, int]
 
 
-FULL = Sizes((720, 512, 256), ((128, 256), (64, 128), (32, 64)), "ocrnet_hrnet_w48", (512, 1024), (64, 128))
+FULL = Sizes((720, 512, 256), ((128, 256), (64, 128), (32, 64), (16, 32)), "ocrnet_hrnet_w48", (512, 1024), (64, 128))
 QUICK = Sizes((48, 32, 16), ((32, 64), (16, 32), (8, 16)), "ocrnet_hrnet_w18_small_v2", (64, 128), (16, 32))
 CLASSES = 19
 
@@ -102,15 +104,15 @@ def head_case(sizes: Sizes, hw: tuple[int, int], warmup: int, repeats: int) -> d
     variants = {
         "classic": classic.eval(),
         "OCRHead": head.eval(),
-        "fused direct": FusedOCRHead(head, conv="direct"),
-        "fused winograd": FusedOCRHead(head, conv="winograd"),
+        **{f"fused {conv}": FusedOCRHead(head, conv=conv) for conv in ("direct", "winograd2", "winograd4")},
     }
     feats = torch.randn(1, sizes.head_channels[0], *hw, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         errors = check("head", f"head {hw}", {n: m(feats) for n, m in variants.items()}, "classic")
         ms = time_round_robin({n: (lambda m=m: m(feats)) for n, m in variants.items()}, warmup, repeats)
-    return {"case": f"head eval, {sizes.head_channels[0]} ch, {hw[0]}x{hw[1]}", "baseline": "classic", "ms": ms,
-            "errors": errors}
+    auto = FusedOCRHead(head).conv_for(1, *hw)
+    return {"case": f"head eval, {sizes.head_channels[0]} ch, {hw[0]}x{hw[1]} (auto: {auto})", "baseline": "classic",
+            "ms": ms, "errors": errors}
 
 
 def calibrated(model: nn.Module, images: torch.Tensor) -> nn.Module:
@@ -129,9 +131,9 @@ def calibrated(model: nn.Module, images: torch.Tensor) -> nn.Module:
     return model.eval()
 
 
-def model_case(sizes: Sizes, warmup: int, repeats: int, compile: bool, *, only_direct: bool = False,
+def model_case(sizes: Sizes, warmup: int, repeats: int, compile: bool, *, only_default: bool = False,
                threads: int | None = None, note: str = "") -> dict:
-    """The whole model: plain against optimized (``only_direct``: the default optimization only)."""
+    """The whole model: plain against optimized (``only_default``: the default optimization only)."""
     if threads is not None:  # a fresh worker process starts with torch's default
         torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -139,15 +141,15 @@ def model_case(sizes: Sizes, warmup: int, repeats: int, compile: bool, *, only_d
     plain = create_model(sizes.model, CLASSES)
     calibrated(plain.backbone, images)
     plain.eval()
-    variants = {"plain": plain, "optimized direct": optimize_for_inference(plain, conv="direct")}
-    if not only_direct:
-        variants["optimized winograd"] = optimize_for_inference(plain, conv="winograd")
+    variants = {"plain": plain, "optimized": optimize_for_inference(plain)}
+    if not only_default:
+        variants["optimized, direct conv"] = optimize_for_inference(plain, conv="direct")
     compile_s = None
     with torch.no_grad():
         if compile:
-            variants["optimized direct + compile"] = optimize_for_inference(plain, conv="direct", compile=True)
+            variants["optimized + compile"] = optimize_for_inference(plain, compile=True)
             start = time.perf_counter()
-            variants["optimized direct + compile"](images)  # compiles
+            variants["optimized + compile"](images)  # compiles
             compile_s = time.perf_counter() - start
         errors = check("model", sizes.model, {n: m(images) for n, m in variants.items()}, "plain")
         ms = time_round_robin({n: (lambda m=m: m(images)) for n, m in variants.items()}, warmup, repeats)
@@ -160,7 +162,7 @@ def model_case_keeping_freed_memory(sizes: Sizes, warmup: int, repeats: int) -> 
     """``model_case`` (plain against the default optimization) in a fresh process started with
     ``KEEP_FREED_MEMORY``: how much of each time is the allocator's, not the arithmetic's."""
     with fresh_process_with_env(KEEP_FREED_MEMORY) as pool:
-        return pool.submit(model_case, sizes, warmup, repeats, False, only_direct=True,
+        return pool.submit(model_case, sizes, warmup, repeats, False, only_default=True,
                            threads=torch.get_num_threads(), note=" (glibc keeps freed memory)").result()
 
 

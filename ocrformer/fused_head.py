@@ -12,9 +12,11 @@ What it does differently (every step is exact algebra; only the floating-point r
   blocks; not at all when it is channels-last already, as in an ``optimize_for_inference`` model); every 1x1
   conv then runs on ``(pixels, channels)`` rows as oneDNN's channels-last conv, bias in its epilogue, with no
   permutes between layers.
-- **The 3x3 conv** as oneDNN's direct conv on that buffer (``conv="direct"``) or by Winograd F(2x2, 3x3)
-  (``conv="winograd"``, ``ocrformer.winograd``: 4/9 of the multiply-adds; which is faster depends on the machine
-  and the size -- ``benchmarks/`` measures both).
+- **The 3x3 conv** as oneDNN's direct conv on that buffer (``conv="direct"``) or by Winograd F(2x2, 3x3) or
+  F(4x4, 3x3) (``conv="winograd2"`` / ``"winograd4"``, ``ocrformer.winograd``: 4/9 or 1/4 of the multiply-adds;
+  F(4x4) rounds ~10x more than the direct conv, still ~1e-5 relative at the head's output). ``conv="auto"``
+  (the default) takes F(4x4) on maps of at least ``WINOGRAD4_MIN_PIXELS`` pixels and the direct conv below:
+  the faster of the two at each size ``benchmarks/inference_speed.py`` measured.
 - **out_proj moved in front of the encoder's weighted sum** (one head and ``K <= key_channels``, i.e. it saves
   FLOPs): ``out_proj`` is linear and its folded BatchNorm affine, and each attention row sums to 1, so
   ``ReLU(W_up (P v) + b) = ReLU(P (W_up v) + b)``: the projection runs on the K region values instead of the N
@@ -37,11 +39,16 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from .attention import attend
 from .ocr import OCRHead, _check_feature_map
-from .winograd import copy_nhwc, padded_nhwc, winograd_conv3x3, winograd_weight
+from .winograd import WINOGRAD, copy_nhwc, padded_nhwc, winograd_conv3x3, winograd_weight
 
-__all__ = ["CONV_MODES", "FusedOCRHead"]
+__all__ = ["CONV_MODES", "WINOGRAD4_MIN_PIXELS", "FusedOCRHead"]
 
-CONV_MODES = ("direct", "winograd")
+CONV_MODES = ("auto", "direct", "winograd2", "winograd4")
+# ``conv="auto"``: F(4x4) Winograd from this many output pixels (B * H * W) on, the direct conv below: between the
+# sizes where each was the faster. Measured, the 3x3 conv alone (2026-11-30, 2 cores, 720 -> 512 channels), F(4x4)
+# against direct: 276 / 475 ms at 128 x 256, 58 / 117 at 64 x 128, 16.5 / 27 at 32 x 64, 13.4 / 16.8 at 24 x 48,
+# 9.7 / 7.9 at 16 x 32, 6.9 / 2.2 at 8 x 16; the whole head: benchmarks/inference_speed.py.
+WINOGRAD4_MIN_PIXELS = 32 * 32
 
 
 def _folded(conv_norm_act: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,14 +88,15 @@ class FusedOCRHead(nn.Module):
 
     Args:
         head: the ``OCRHead`` to compute; its weights and BatchNorm statistics are read once, here.
-        conv: the 3x3 conv's algorithm, ``"direct"`` (oneDNN) or ``"winograd"``.
+        conv: the 3x3 conv's algorithm: ``"direct"`` (oneDNN), ``"winograd2"`` / ``"winograd4"`` (Winograd
+            F(2x2, 3x3) / F(4x4, 3x3)), or ``"auto"``: by the map's size (see the module docstring).
 
     ``forward(feats (B, Cin, H, W), region_feats=None)`` -> ``{"logits", "aux_logits"}`` (B, K, H, W), the
     function of ``head.eval()``. Inference only: it refuses to run in training mode or on inputs that require
     gradients, and has no GT-OCR oracle (use the ``OCRHead``).
     """
 
-    def __init__(self, head: OCRHead, *, conv: str = "direct") -> None:
+    def __init__(self, head: OCRHead, *, conv: str = "auto") -> None:
         super().__init__()
         if not isinstance(head, OCRHead):
             raise TypeError(f"FusedOCRHead needs an OCRHead, got {type(head).__name__}")
@@ -102,10 +110,10 @@ class FusedOCRHead(nn.Module):
         with torch.no_grad():
             value_weight, value_bias = _folded(decoder.value_proj)
             self.register_buffer("value_bias", value_bias)
-            if conv == "winograd":
-                self.register_buffer("value_weight", winograd_weight(value_weight))  # (16, Cin, C), once
-            else:
+            if conv in ("auto", "direct"):
                 self.register_buffer("value_weight", value_weight.contiguous(memory_format=torch.channels_last))
+            for m in self._winograd_tiles():  # transformed once: (n^2, C, Cin, 1, 1)
+                self.register_buffer(f"value_weight_winograd{m}", winograd_weight(value_weight, WINOGRAD[m]))
             for name, module in (
                 ("key", decoder.key_proj),
                 ("query0", encoder.query_proj[0]),
@@ -129,6 +137,16 @@ class FusedOCRHead(nn.Module):
             self.register_buffer("classifier_weight", head.classifier.weight.detach().flatten(1).clone())
             self.register_buffer("classifier_bias", head.classifier.bias.detach().clone())
         self.eval()  # an inference snapshot: built in eval mode
+
+    def _winograd_tiles(self) -> tuple[int, ...]:
+        """The Winograd tile sizes m that this head's ``conv`` may run."""
+        return {"auto": (4,), "direct": (), "winograd2": (2,), "winograd4": (4,)}[self.conv]
+
+    def conv_for(self, batch: int, height: int, width: int) -> str:
+        """The 3x3 conv this head runs on a (batch, height, width) map: ``conv``, or what ``"auto"`` chooses."""
+        if self.conv != "auto":
+            return self.conv
+        return "winograd4" if batch * height * width >= WINOGRAD4_MIN_PIXELS else "direct"
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, num_classes={self.num_classes}, conv={self.conv!r}, " + (
@@ -181,7 +199,8 @@ class FusedOCRHead(nn.Module):
         features))), as (B, N, Dr)."""
         batch, height, width = shape
         padding = self.region_kernel_size // 2
-        if self.conv == "direct":
+        conv = self.conv_for(batch, height, width)
+        if conv == "direct":
             # One channels-last copy of feats (none if it is channels-last already, as in an optimized model),
             # which both convs read, padding in oneDNN's kernels.
             x = feats
@@ -191,9 +210,11 @@ class FusedOCRHead(nn.Module):
             source = x if region_feats is None else region_feats
             keys = _as_rows(F.conv2d(source, self.key_weight, self.key_bias, padding=padding).relu_())
             return pixels, keys.view(batch, height * width, -1)
-        padded = padded_nhwc(feats, height + 2 + height % 2, width + 2 + width % 2)
-        pixels = winograd_conv3x3(padded, self.value_weight, self.value_bias, relu=True)
-        if height % 2 or width % 2:
+        tiles = WINOGRAD[int(conv[-1])]
+        padded = padded_nhwc(feats, -(-height // tiles.m) * tiles.m + 2, -(-width // tiles.m) * tiles.m + 2)
+        weight = getattr(self, f"value_weight_winograd{tiles.m}")
+        pixels = winograd_conv3x3(padded, weight, self.value_bias, relu=True, tiles=tiles)
+        if pixels.shape[1:3] != (height, width):
             pixels = pixels[:, :height, :width].contiguous()
         if region_feats is None:  # the padded buffer's interior; its border is a 3x3 conv's padding
             start = 1 - padding

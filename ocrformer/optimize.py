@@ -12,8 +12,9 @@ plain model (``tests/test_optimize.py``):
   ``torch.fx.experimental.optimization.fuse``; where a submodule cannot be traced (input checks, Python control
   flow) its children are, one level down. The OCR head folds its own (``FusedOCRHead``).
 - **Channels-last** (NHWC) activations and weights in the backbone: oneDNN's preferred layout on the CPU.
-- **The OCR head's fused computation** (``FusedOCRHead``: the 3x3 conv direct or by Winograd, both attention
-  steps through ``ocrformer.attend``, so the measured backend table applies).
+- **The OCR head's fused computation** (``FusedOCRHead``: the 3x3 conv direct or by Winograd -- by default
+  F(4x4, 3x3) on large maps, as measured --, both attention steps through ``ocrformer.attend``, so the measured
+  backend table applies).
 - **Any other head** (the FCN baseline, the context heads of ``ocrformer.context``): every timm ``ConvNormAct``
   with its BatchNorm folded into the conv (``fold_conv_norm_act``; torch.fx's ``fuse`` matches exact module types
   and so skips timm's ``BatchNormAct2d``), then the remaining conv + BatchNorm pairs by torch.fx where the modules
@@ -92,15 +93,15 @@ class ChannelsLast(nn.Module):
 
 
 def optimize_for_inference(
-    model: nn.Module, *, conv: str = "direct", channels_last: bool = True, compile: bool = False
+    model: nn.Module, *, conv: str = "auto", channels_last: bool = True, compile: bool = False
 ) -> nn.Module:
     """A faster inference copy of an ``OCRNet`` (or of an ``OCRHead``) computing the same function.
 
     Args:
         model: an ``OCRNet`` with any head (backbone and head are optimized) or an ``OCRHead`` (-> a
             ``FusedOCRHead``). The model itself is not changed.
-        conv: the OCR head's 3x3 conv, ``"direct"`` (oneDNN) or ``"winograd"`` (see ``benchmarks/README.md`` for
-            which one measured faster at which sizes).
+        conv: the OCR head's 3x3 conv: ``"auto"`` (by the map's size, as measured), ``"direct"`` (oneDNN),
+            ``"winograd2"`` or ``"winograd4"`` (see ``ocrformer.fused_head`` and ``benchmarks/README.md``).
         channels_last: run the backbone in channels-last layout.
         compile: also ``torch.compile`` the backbone (compiles on the first call of each input size).
 

@@ -1,33 +1,99 @@
-"""The 3x3 convolution by Winograd F(2x2, 3x3) (Lavin & Gray, 2016), channels-last, for ``FusedOCRHead``.
+"""The 3x3 convolution by Winograd's minimal filtering (Lavin & Gray, 2016), channels-last, for ``FusedOCRHead``.
 
-Each 2x2 output tile takes 16 multiplications per (input, output) channel pair instead of 36, so the GEMM does
-4/9 of the direct conv's multiply-adds; the input and output transforms only add and subtract (the transform
-matrices hold 0, +-1, +-1/2), which keeps float32 rounding at the direct conv's level (measured relative error
-~4e-7 against float64 at 720 -> 512 channels). It runs in bands of tile rows so that the transformed data stay
-in cache. Whether it beats oneDNN's direct conv depends on the machine and the size: ``benchmarks/`` measures it,
-and ``optimize_for_inference(conv=...)`` chooses.
+F(m x m, 3 x 3) computes an m x m output tile from an (m + 2) x (m + 2) input tile ``d`` as
+
+    Y = A^T [ U * V ] A,   V = B^T d B (input transform),   U = G g G^T (filter transform, once per weight),
+
+where ``*`` is elementwise per tile position and a sum over input channels, i.e. (m + 2)^2 independent GEMMs of
+(tiles, Cin) x (Cin, Cout). Direct convolution does 9 multiply-adds per output pixel and channel pair; F(2x2)
+does 16 / 4 = 4 and F(4x4) 36 / 16 = 2.25.
+
+Two choices here, both measured on this project's 2-core AVX-512 CPU (``benchmarks/inference_speed.py``):
+
+- **The GEMMs are oneDNN 1x1 convolutions**, one per tile position, not ``torch.bmm``: PyTorch's CPU BLAS (MKL)
+  ran these shapes at ~185 GFLOP/s there against oneDNN's ~370-410 (720 -> 512 channels).
+- **The transforms are short chains of adds** on strided views (no gathers): rows first, then columns, each
+  output row a combination of a few input rows with coefficients that are exact in binary (0, +-1, +-2, ...);
+  the inexact fractions (1/6, 1/15, ...) sit in ``G`` and are applied once, to the weights, in float64.
+
+Rounding: F(2x2) keeps float32 at the direct conv's level (~4e-7 relative error against float64 at 720 channels).
+F(4x4)'s larger transform coefficients cost precision; its interpolation points (0, 1, -1, 1/2, -2) were chosen
+for it (Barabasz et al., 2020, "Error analysis and improving the accuracy of Winograd convolution for deep neural
+networks"): ~3e-6 relative against the usual (0, +-1, +-2)'s ~6e-6 and the direct conv's ~3e-7
+(``tests/test_fused_head.py`` bounds it).
+
+How the matrices were made (``tests/test_fused_head.py`` checks the identity ``A^T[(G g) * (B^T d)] =
+correlate(d, g)`` in float64): Toom-Cook at the points and infinity -- ``A^T``'s columns evaluate the output
+polynomial at the points, ``G``'s rows evaluate the filter there, ``B^T`` is the transposed inverse of the
+Vandermonde matrix; each ``B^T`` row is then scaled so that its smallest coefficient is 1, ``G``'s row by the
+inverse.
 """
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["copy_nhwc", "padded_nhwc", "winograd_conv3x3", "winograd_weight"]
+__all__ = ["WINOGRAD", "WinogradTiles", "copy_nhwc", "padded_nhwc", "winograd_conv3x3", "winograd_weight"]
 
-# Winograd F(2x2, 3x3): output tile Y = A^T [(G g G^T) * (B^T d B)] A for a 4x4 input tile d, with
-# B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]] (applied by adds and subtracts below).
-_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
-_AT = ((1.0, 1.0, 1.0, 0.0), (0.0, 1.0, -1.0, -1.0))
-# Output tiles per Winograd band (a band's transformed input is 16 x tiles x C). Measured on 2 cores at
-# 720 -> 512 channels, 128 x 256: 256 to 1024 tiles are equally fast; 512 holds 57 MB of band buffers there.
-# Fewer, larger ops suffer less when other processes preempt a thread (every parallel op waits for it).
-_BAND_TILES = 512
-_MIN_BANDS = 8
+
+@dataclass(frozen=True)
+class WinogradTiles:
+    """The matrices of F(m x m, 3 x 3); ``n = m + 2`` input pixels per tile side.
+
+    at: A^T (m, n); g: G (n, 3); bt: B^T (n, n). Every row of ``at`` and ``bt`` holds a coefficient 1 (the
+    transforms start from it) and only coefficients exact in binary floating point."""
+
+    m: int
+    at: tuple[tuple[Fraction, ...], ...]
+    g: tuple[tuple[Fraction, ...], ...]
+    bt: tuple[tuple[Fraction, ...], ...]
+
+    @property
+    def n(self) -> int:
+        return self.m + 2
+
+    @property
+    def bias_position(self) -> int:
+        """The tile position (a row/column of ``U * V``) whose A^T column is all ones: every output pixel takes
+        it with coefficient 1, so the bias is added to that position's GEMM only (in oneDNN's epilogue)."""
+        return next(i for i in range(self.n) if all(row[i] == 1 for row in self.at))
+
+
+def _fractions(rows: str) -> tuple[tuple[Fraction, ...], ...]:
+    return tuple(tuple(Fraction(v) for v in row.split()) for row in rows.strip().split(";"))
+
+
+WINOGRAD = {
+    # points 0, 1, -1 and infinity
+    2: WinogradTiles(
+        2,
+        at=_fractions("1 1 1 0; 0 1 -1 1"),
+        g=_fractions("1 0 0; 1/2 1/2 1/2; -1/2 1/2 -1/2; 0 0 -1"),
+        bt=_fractions("1 0 -1 0; 0 1 1 0; 0 1 -1 0; 0 1 0 -1"),
+    ),
+    # points 0, 1, -1, 1/2, -2 and infinity
+    4: WinogradTiles(
+        4,
+        at=_fractions("1 1 1 1 1 0; 0 1 -1 1/2 -2 0; 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1"),
+        g=_fractions("1 0 0; 1/6 1/6 1/6; -1/6 1/6 -1/6; 16/15 8/15 4/15; 1/30 -1/15 2/15; 0 0 1"),
+        bt=_fractions(
+            "1 -3/2 -2 3/2 1 0; 0 -2 1 5 2 0; 0 2 -5 1 2 0; 0 2 1 -2 -1 0; 0 1 -2 -1 2 0; 0 1 -3/2 -2 3/2 1"
+        ),
+    ),
+}
+
+# Tile positions (tiles x n^2) per band of tile rows, so that a band's transformed input (positions x Cin) and GEMM
+# outputs (positions x Cout) stay near the L3 cache. Measured on 2 cores at 720 -> 512 channels, 128 x 256:
+# F(2x2) 410 / 344 / 307 / 302 ms at 128 / 256 / 512 / 1024 tiles a band (2k to 16k positions), F(4x4)
+# 264 / 239 / 236 / 259 ms (4.6k to 37k positions). Smaller maps are not split further: at 32 x 64, F(4x4) took
+# 16 ms in one band, 21 ms in two and 36 ms in four (per-op overhead).
+_BAND_POSITIONS = 8192
 # Channels per block of the NCHW -> NHWC transpose (measured: 19 ms at 16, 71 ms as one copy at 720 x 128 x 256).
 _TRANSPOSE_CHANNELS = 16
-
 
 
 def padded_nhwc(feats: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -55,70 +121,91 @@ def copy_nhwc(feats: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def winograd_weight(weight: torch.Tensor) -> torch.Tensor:
-    """(Cout, Cin, 3, 3) -> (16, Cin, Cout): ``G g G^T`` per channel pair, as a (strided) batch of GEMM operands."""
-    g = weight.new_tensor(_G)
-    transform = torch.kron(g, g)  # (16, 9): vec(G g G^T) = (G kron G) vec(g), row-major
+def winograd_weight(weight: torch.Tensor, tiles: WinogradTiles) -> torch.Tensor:
+    """(Cout, Cin, 3, 3) -> (n^2, Cout, Cin, 1, 1): ``G g G^T`` per channel pair, one 1x1-conv weight per tile
+    position (row-major over the n x n tile), computed in float64 and rounded once to the weight's dtype."""
+    g = torch.tensor([[float(v) for v in row] for row in tiles.g], dtype=torch.float64)
+    transform = torch.kron(g, g)  # (n^2, 9): vec(G w G^T) = (G kron G) vec(w), row-major
     cout, cin = weight.shape[:2]
-    return (transform @ weight.reshape(cout * cin, 9).t()).view(16, cout, cin).transpose(1, 2)
+    u = transform @ weight.detach().double().reshape(cout * cin, 9).t()
+    return u.view(-1, cout, cin, 1, 1).to(weight.dtype).contiguous()
 
 
-def winograd_conv3x3(padded: torch.Tensor, u: torch.Tensor, bias: torch.Tensor, *, relu: bool) -> torch.Tensor:
-    """3x3 conv (stride 1, padding 1) by Winograd F(2x2, 3x3), channels-last.
+def _combine(matrix, inputs, outputs) -> None:
+    """outputs[i] = sum_s matrix[i][s] * inputs[s], as adds starting from the row's coefficient 1 (tensors or
+    views; ``outputs`` may alias nothing in ``inputs``)."""
+    for row, out in zip(matrix, outputs):
+        terms = [(float(c), x) for c, x in zip(row, inputs) if c != 0]
+        first = next(i for i, (c, _) in enumerate(terms) if c == 1)
+        _, base = terms.pop(first)
+        coefficient, other = terms.pop(0)
+        torch.add(base, other, alpha=coefficient, out=out)
+        for coefficient, other in terms:
+            out.add_(other, alpha=coefficient)
+
+
+def winograd_conv3x3(
+    padded: torch.Tensor, u: torch.Tensor, bias: torch.Tensor, *, relu: bool, tiles: WinogradTiles
+) -> torch.Tensor:
+    """3x3 conv (stride 1, padding 1) by Winograd F(m x m, 3 x 3), channels-last.
 
     Args:
-        padded: (B, 2 th + 2, 2 tw + 2, C): the input with its zero border (one more zero row/column where
-            the output's height/width is odd), as ``padded_nhwc`` builds it.
-        u: the weights transformed once by ``winograd_weight``: (16, C, Cout); bias: (Cout,); relu: apply ReLU.
+        padded: (B, m th + 2, m tw + 2, C): the input with its zero border (more zero rows/columns where the
+            output's height/width is not a multiple of m), as ``padded_nhwc`` builds it.
+        u: the weights transformed once by ``winograd_weight(weight, tiles)``: (n^2, Cout, C, 1, 1);
+        bias: (Cout,); relu: apply ReLU; tiles: ``WINOGRAD[m]``.
 
     Returns:
-        (B, 2 th, 2 tw, Cout) contiguous; crop to the real output size.
+        (B, m th, m tw, Cout) contiguous; crop to the real output size.
     """
+    m, n = tiles.m, tiles.n
     batch, hp, wp, channels = padded.shape
-    th, tw = (hp - 2) // 2, (wp - 2) // 2
-    cout = u.shape[2]
-    at = padded.new_tensor(_AT)
-    out_transform = torch.kron(at, at)  # (4, 16): y[(p, q)] = sum over (a, b) of A^T[p, a] A^T[q, b] m[(a, b)]
-    out = padded.new_empty(batch, 2 * th, 2 * tw, cout)
-    # Tile rows per band: about _BAND_TILES tiles, and at least _MIN_BANDS bands, so that on small maps the
-    # band buffers (16 transformed copies of the band's input and of its output) stay small beside the map.
-    band_tiles = min(_BAND_TILES, math.ceil(th * tw * batch / _MIN_BANDS))
-    rows = max(1, min(th, band_tiles // (batch * tw)))
-    t_buf = padded.new_empty(4, rows, batch, wp, channels)
-    v_buf = padded.new_empty(4, 4, rows, batch, tw, channels)
-    m_buf = padded.new_empty(16, rows * batch * tw, cout)
-    y_buf = padded.new_empty(4, rows * batch * tw * cout)
+    th, tw = (hp - 2) // m, (wp - 2) // m
+    cout = u.shape[1]
+    out = padded.new_empty(batch, m * th, m * tw, cout)
+    rows = max(1, min(th, _BAND_POSITIONS // n**2 // (batch * tw)))  # tile rows per band
+    row_buf = padded.new_empty(n, rows, batch, wp, channels)
+    tile_buf = padded.new_empty(n, n, rows, batch, tw, channels)
+    half_buf = padded.new_empty(n, m, rows, batch, tw, cout)
     row_stride = wp * channels
+    bias_position = tiles.bias_position * (n + 1)
     for i0 in range(0, th, rows):
-        n = min(rows, th - i0)
-        tiles = n * batch * tw
-        # d[s, i, b] = input row 2 (i0 + i) + s: (4, n, B, Wp, C), a strided view of the padded input
+        count = min(rows, th - i0)
+        # d[s] = input row m (i0 + i) + s of tile row i, for every tile row of the band: (n, count, B, Wp, C)
         d = padded.as_strided(
-            (4, n, batch, wp, channels),
-            (row_stride, 2 * row_stride, hp * row_stride, channels, 1),
-            padded.storage_offset() + 2 * i0 * row_stride,
+            (n, count, batch, wp, channels),
+            (row_stride, m * row_stride, hp * row_stride, channels, 1),
+            padded.storage_offset() + m * i0 * row_stride,
         )
-        t = t_buf[:, :n]
-        # rows: t = B^T d  ->  t0 = d0 - d2, t3 = d1 - d3, t1 = d2 + d1, t2 = d2 - d1
-        torch.sub(d[0:2], d[2:4], out=t[0::3])
-        torch.add(d[2], d[1], out=t[1])
-        torch.sub(d[2], d[1], out=t[2])
-        # columns: the same along W; e[..., j, s, :] = t[..., 2 j + s, :]
-        e = t.unflatten(3, (tw + 1, 2))  # (4, n, B, tw + 1, 2, C)
-        v = v_buf[:, :, :n]  # (4a, 4b, n, B, tw, C)
-        torch.sub(e[:, :, :, :tw], e[:, :, :, 1:], out=v[:, 0::3].permute(0, 2, 3, 4, 1, 5))
-        torch.add(e[:, :, :, 1:, 0], e[:, :, :, :tw, 1], out=v[:, 1])
-        torch.sub(e[:, :, :, 1:, 0], e[:, :, :, :tw, 1], out=v[:, 2])
-        if n == rows:
-            m = torch.bmm(v_buf.view(16, tiles, channels), u, out=m_buf)
-            y = torch.mm(out_transform, m.view(16, -1), out=y_buf)
-        else:
-            m = torch.bmm(v.reshape(16, tiles, channels), u)
-            y = torch.mm(out_transform, m.view(16, -1))
-        # y[(p, q), (i, b, j), :] is output pixel (2 (i0 + i) + p, 2 j + q) of image b
-        band = out[:, 2 * i0 : 2 * (i0 + n)]
-        target = band.view(batch, n, 2, tw, 2, cout).permute(2, 4, 1, 0, 3, 5)
-        torch.add(y.view(2, 2, n, batch, tw, cout), bias, out=target)
+        t = row_buf[:, :count]
+        _combine(tiles.bt, d, t)  # B^T along the rows
+        # e[s][a] = t[a] at column m j + s: (n, n, count, B, tw, C)
+        e = t.as_strided(
+            (n, n, count, batch, tw, channels),
+            (channels, *t.stride()[:3], m * channels, 1),
+            t.storage_offset(),
+        )
+        v = tile_buf[:, :, :count]
+        _combine(tiles.bt, e, v.transpose(0, 1))  # B^T along the columns: v[a, b] (count, B, tw, C)
+        tile_count = count * batch * tw
+        products = [
+            F.conv2d(
+                v[a, b].reshape(1, tile_count, 1, channels).permute(0, 3, 1, 2),
+                u[a * n + b],
+                bias if a * n + b == bias_position else None,
+            )
+            .permute(0, 2, 3, 1)
+            .view(count, batch, tw, cout)
+            for a in range(n)
+            for b in range(n)
+        ]
+        half = half_buf[:, :, :count]
+        for a in range(n):  # A^T along the columns: half[a, q]
+            _combine(tiles.at, products[a * n : (a + 1) * n], half[a])
+        del products
+        band = out[:, m * i0 : m * (i0 + count)]
+        target = band.view(batch, count, m, tw, m, cout).permute(2, 4, 1, 0, 3, 5)  # (p, q, count, B, tw, C)
+        _combine(tiles.at, half, target)  # A^T along the rows: output pixel (m (i0 + i) + p, m j + q)
         if relu:
             band.relu_()
     return out

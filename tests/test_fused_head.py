@@ -6,12 +6,13 @@ import torch.nn.functional as F
 
 from ocrformer import FusedOCRHead, OCRHead, fused_head
 from ocrformer.convert import convert_checkpoint
-from ocrformer.winograd import padded_nhwc, winograd_conv3x3, winograd_weight
+from ocrformer.fused_head import WINOGRAD4_MIN_PIXELS
+from ocrformer.winograd import WINOGRAD, padded_nhwc, winograd_conv3x3, winograd_weight
 
 from .helpers.numerics import classic_and_ocrformer, head_state_dict, relative_error
 
 TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-10}
-CONVS = ["winograd", "direct"]
+CONVS = ["direct", "winograd2", "winograd4", "auto"]
 
 
 def outputs_close(actual: dict, expected: dict, dtype: torch.dtype) -> None:
@@ -131,39 +132,93 @@ def test_oracle_is_not_computed_by_it():
 
 
 # ------------------------------------------------------------------------------------ the Winograd conv
+@pytest.mark.parametrize("m", sorted(WINOGRAD))
+def test_winograd_matrices_are_exact_minimal_filtering(m):
+    """A^T [(G g) * (B^T d)] == correlate(d, g) for F(m, 3), in exact rational arithmetic, for every unit g and d
+    (hence for all, by linearity); and every transform row starts from a coefficient 1, as the adds expect."""
+    tiles = WINOGRAD[m]
+    n = tiles.n
+    for k in range(3):
+        for s in range(n):
+            for p in range(m):
+                value = sum(tiles.at[p][i] * tiles.g[i][k] * tiles.bt[i][s] for i in range(n))
+                assert value == (1 if s == p + k else 0), (p, k, s)
+    assert all(1 in row for row in (*tiles.at, *tiles.bt))
+    assert all(row[tiles.bias_position] == 1 for row in tiles.at)
+
+
+@pytest.mark.parametrize("m", sorted(WINOGRAD))
 @pytest.mark.parametrize("band_tiles", [1, 4, 8, 256])
 @pytest.mark.parametrize(
-    ("batch", "height", "width"), [(1, 1, 1), (2, 5, 7), (3, 8, 6), (1, 2, 11), (1, 10, 4), (2, 10, 3)]
+    ("batch", "height", "width"), [(1, 1, 1), (2, 5, 7), (3, 8, 6), (1, 2, 11), (1, 10, 4), (2, 10, 3), (1, 9, 13)]
 )
-def test_winograd_conv3x3_is_the_conv(batch, height, width, band_tiles, rng, monkeypatch):
+def test_winograd_conv3x3_is_the_conv(m, batch, height, width, band_tiles, rng, monkeypatch):
     """float64 against F.conv2d, in bands of one or more tile rows (each spanning the batch), the last one
     partial where the tile rows do not divide evenly (5 tile rows in bands of 2)."""
     from ocrformer import winograd
 
-    monkeypatch.setattr(winograd, "_BAND_TILES", band_tiles)
-    monkeypatch.setattr(winograd, "_MIN_BANDS", 1)
+    tiles = WINOGRAD[m]
+    monkeypatch.setattr(winograd, "_BAND_POSITIONS", band_tiles * tiles.n**2)
     x = torch.randn(batch, 5, height, width, generator=rng, dtype=torch.float64)
     weight = torch.randn(4, 5, 3, 3, generator=rng, dtype=torch.float64)
     bias = torch.randn(4, generator=rng, dtype=torch.float64)
     expected = F.conv2d(x, weight, bias, padding=1)
     for relu in (False, True):
-        padded = padded_nhwc(x, height + 2 + height % 2, width + 2 + width % 2)
-        out = winograd_conv3x3(padded, winograd_weight(weight), bias, relu=relu)[:, :height, :width]
-        assert relative_error(out.permute(0, 3, 1, 2), expected.relu() if relu else expected) <= 1e-12
+        padded = padded_nhwc(x, -(-height // m) * m + 2, -(-width // m) * m + 2)
+        out = winograd_conv3x3(padded, winograd_weight(weight, tiles), bias, relu=relu, tiles=tiles)
+        out = out[:, :height, :width].permute(0, 3, 1, 2)
+        assert relative_error(out, expected.relu() if relu else expected) <= 1e-12
 
 
-def test_winograd_float32_rounding_is_the_direct_convs(rng):
-    """At HRNet-OCR's widths (720 -> 512), float32 Winograd F(2x2, 3x3) stays as close to the float64 conv as
-    the direct float32 conv does (measured ~4e-7 for both; the bound leaves room)."""
-    x = torch.randn(1, 720, 12, 17, generator=rng, dtype=torch.float64)
+# F(m, 3)'s float32 error against float64, as a multiple of the direct float32 conv's (measured at 720 -> 512
+# channels: ~1x for F(2x2), ~8x for F(4x4) at its points 0, 1, -1, 1/2, -2; the usual 0, +-1, +-2 gave ~20x).
+ROUNDING_BOUND = {2: 3.0, 4: 15.0}
+
+
+@pytest.mark.parametrize("m", sorted(WINOGRAD))
+def test_winograd_float32_rounding(m, rng):
+    """At HRNet-OCR's widths (720 -> 512), float32 Winograd stays within ROUNDING_BOUND times the direct float32
+    conv's distance to the float64 conv."""
+    tiles = WINOGRAD[m]
+    x = torch.randn(1, 720, 12, 17, generator=rng, dtype=torch.float64).relu()
     weight = (torch.rand(512, 720, 3, 3, generator=rng, dtype=torch.float64) * 2 - 1) * 1.5 / (720 * 9) ** 0.5
     bias = torch.rand(512, generator=rng, dtype=torch.float64) - 0.5
     truth = F.conv2d(x, weight, bias, padding=1)
-    padded = padded_nhwc(x.float(), 14, 20)
-    out = winograd_conv3x3(padded, winograd_weight(weight.float()), bias.float(), relu=False)[:, :12, :17]
+    padded = padded_nhwc(x.float(), -(-12 // m) * m + 2, -(-17 // m) * m + 2)
+    out = winograd_conv3x3(padded, winograd_weight(weight.float(), tiles), bias.float(), relu=False, tiles=tiles)
     direct = F.conv2d(x.float(), weight.float(), bias.float(), padding=1)
-    bound = max(3 * relative_error(direct.double(), truth), 2e-6)
-    assert relative_error(out.permute(0, 3, 1, 2).double(), truth) <= bound
+    error = relative_error(out[:, :12, :17].permute(0, 3, 1, 2).double(), truth)
+    assert error <= ROUNDING_BOUND[m] * relative_error(direct.double(), truth)
+
+
+def test_auto_conv_is_winograd4_on_large_maps_only():
+    head = OCRHead(8, 3, mid_channels=8, key_channels=4).eval()
+    auto = FusedOCRHead(head)
+    assert auto.conv == "auto"
+    assert auto.conv_for(1, 128, 256) == auto.conv_for(1, 32, 64) == "winograd4"
+    assert auto.conv_for(1, 16, 32) == "direct" and 16 * 32 < WINOGRAD4_MIN_PIXELS
+    assert auto.conv_for(4, 16, 32) == "winograd4"  # pixels of the whole batch
+    assert FusedOCRHead(head, conv="winograd2").conv_for(1, 64, 128) == "winograd2"
+    assert FusedOCRHead(head, conv="direct").conv_for(1, 128, 256) == "direct"
+
+
+def test_auto_conv_runs_winograd4_on_a_large_map(monkeypatch, rng):
+    """Past the threshold the auto head really runs F(4x4) (the rounding differs from the direct conv's) and
+    still computes the head (float64)."""
+    from ocrformer import fused_head as module
+
+    monkeypatch.setattr(module, "WINOGRAD4_MIN_PIXELS", 30)
+    calls = []
+    original = module.winograd_conv3x3
+    monkeypatch.setattr(module, "winograd_conv3x3", lambda *a, **k: calls.append(k["tiles"].m) or original(*a, **k))
+    torch.manual_seed(0)
+    head = OCRHead(8, 3, mid_channels=8, key_channels=4).double().eval()
+    fused = FusedOCRHead(head)
+    with torch.no_grad():
+        for size in ((5, 5), (5, 7)):
+            feats = torch.randn(1, 8, *size, generator=rng, dtype=torch.float64)
+            outputs_close(fused(feats), head(feats), torch.float64)
+    assert calls == [4]  # 25 pixels: direct; 35: F(4x4)
 
 
 @pytest.mark.parametrize("conv", CONVS)

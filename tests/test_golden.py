@@ -11,8 +11,8 @@ import torch
 
 from .helpers import golden
 
-# The plain model (None) and its optimize_for_inference copy with either 3x3 conv.
-CONVS = [None, "direct", "winograd"]
+# The plain model (None) and its optimize_for_inference copy with each 3x3 conv.
+CONVS = [None, "direct", "winograd2", "winograd4"]
 
 
 def within_tolerance(result: dict[str, tuple[float, float]], fixture: str) -> None:

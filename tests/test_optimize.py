@@ -42,7 +42,7 @@ def randomize_batch_norms(model: torch.nn.Module, seed: int = 0) -> torch.nn.Mod
     return model
 
 
-@pytest.mark.parametrize("conv", ["direct", "winograd"])
+@pytest.mark.parametrize("conv", ["direct", "winograd2", "winograd4"])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_the_optimized_copy_computes_the_same_function(name, conv):
     torch.manual_seed(0)
