@@ -1,7 +1,7 @@
 """Inference and training speed on the CPU: the OCR head and the whole OCRNet, plain against optimized.
 
 Cases (one run measures every ratio it reports; float32, no gradients unless training):
-    head eval     B=1, 720 -> 512/256 channels, K=19, at 128x256 (Cityscapes), 64x128, 32x64 and 16x32:
+    head eval     B=1, 720 -> 512/256 channels, K=19, at 128x256 (Cityscapes), 64x128, 32x64, 16x32, 8x16:
                   ``classic`` (benchmarks/classic_ocr.py, the HRNet-OCR code's formulation), ``OCRHead`` (its
                   modules: what ``forward`` runs), ``fused direct`` / ``fused winograd2`` / ``fused winograd4``
                   (``FusedOCRHead``, what ``optimize_for_inference`` builds, with each 3x3 conv; its default,
@@ -75,7 +75,8 @@ class Sizes:
     train_size: tuple[int, int]
 
 
-FULL = Sizes((720, 512, 256), ((128, 256), (64, 128), (32, 64), (16, 32)), "ocrnet_hrnet_w48", (512, 1024), (64, 128))
+FULL = Sizes((720, 512, 256), ((128, 256), (64, 128), (32, 64), (16, 32), (8, 16)), "ocrnet_hrnet_w48", (512, 1024),
+             (64, 128))
 QUICK = Sizes((48, 32, 16), ((32, 64), (16, 32), (8, 16)), "ocrnet_hrnet_w18_small_v2", (64, 128), (16, 32))
 CLASSES = 19
 

@@ -15,8 +15,8 @@ What it does differently (every step is exact algebra; only the floating-point r
 - **The 3x3 conv** as oneDNN's direct conv on that buffer (``conv="direct"``) or by Winograd F(2x2, 3x3) or
   F(4x4, 3x3) (``conv="winograd2"`` / ``"winograd4"``, ``ocrformer.winograd``: 4/9 or 1/4 of the multiply-adds;
   F(4x4) rounds ~10x more than the direct conv, still ~1e-5 relative at the head's output). ``conv="auto"``
-  (the default) takes F(4x4) on maps of at least ``WINOGRAD4_MIN_PIXELS`` pixels and the direct conv below:
-  the faster of the two at each size ``benchmarks/inference_speed.py`` measured.
+  (the default) chooses by the map's size (``AUTO_CONV``): the fastest of the three at each size
+  ``benchmarks/inference_speed.py`` measured -- F(4x4) on large maps, F(2x2) on small ones, direct on tiny ones.
 - **out_proj moved in front of the encoder's weighted sum** (one head and ``K <= key_channels``, i.e. it saves
   FLOPs): ``out_proj`` is linear and its folded BatchNorm affine, and each attention row sums to 1, so
   ``ReLU(W_up (P v) + b) = ReLU(P (W_up v) + b)``: the projection runs on the K region values instead of the N
@@ -41,14 +41,16 @@ from .attention import attend
 from .ocr import OCRHead, _check_feature_map
 from .winograd import WINOGRAD, copy_nhwc, padded_nhwc, winograd_conv3x3, winograd_weight
 
-__all__ = ["CONV_MODES", "WINOGRAD4_MIN_PIXELS", "FusedOCRHead"]
+__all__ = ["AUTO_CONV", "CONV_MODES", "FusedOCRHead"]
 
 CONV_MODES = ("auto", "direct", "winograd2", "winograd4")
-# ``conv="auto"``: F(4x4) Winograd from this many output pixels (B * H * W) on, the direct conv below: between the
-# sizes where each was the faster. Measured, the 3x3 conv alone (2026-11-30, 2 cores, 720 -> 512 channels), F(4x4)
-# against direct: 276 / 475 ms at 128 x 256, 58 / 117 at 64 x 128, 16.5 / 27 at 32 x 64, 13.4 / 16.8 at 24 x 48,
-# 9.7 / 7.9 at 16 x 32, 6.9 / 2.2 at 8 x 16; the whole head: benchmarks/inference_speed.py.
-WINOGRAD4_MIN_PIXELS = 32 * 32
+# ``conv="auto"``: the first conv whose pixel count (B * H * W of the map) is reached, else the direct conv: at each
+# size the fastest of the three in one run of ``benchmarks/inference_speed.py`` (2026-11-30, 2 cores, 720 -> 512
+# channels; the whole head, ms, direct / F(2x2) / F(4x4)): 128 x 256: 824 / 693 / 634; 64 x 128: 176 / 140 / 118;
+# 32 x 64: 45.0 / 35.2 / 32.9; 16 x 32: 13.2 / 12.2 / 15.0. Below 512 pixels, the 3x3 conv alone at 8 x 16:
+# 2.2 / 3.9 / 6.9 ms (the transforms' per-op overhead dominates small maps). The 3x3 conv alone at other input
+# widths kept the order, except 270 channels (HRNet-W18) at 16 x 32: direct 2.8 ms, F(2x2) 3.2 ms.
+AUTO_CONV = ((32 * 64, "winograd4"), (16 * 32, "winograd2"))
 
 
 def _folded(conv_norm_act: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,13 +142,13 @@ class FusedOCRHead(nn.Module):
 
     def _winograd_tiles(self) -> tuple[int, ...]:
         """The Winograd tile sizes m that this head's ``conv`` may run."""
-        return {"auto": (4,), "direct": (), "winograd2": (2,), "winograd4": (4,)}[self.conv]
+        return {"auto": (2, 4), "direct": (), "winograd2": (2,), "winograd4": (4,)}[self.conv]
 
     def conv_for(self, batch: int, height: int, width: int) -> str:
         """The 3x3 conv this head runs on a (batch, height, width) map: ``conv``, or what ``"auto"`` chooses."""
         if self.conv != "auto":
             return self.conv
-        return "winograd4" if batch * height * width >= WINOGRAD4_MIN_PIXELS else "direct"
+        return next((conv for pixels, conv in AUTO_CONV if batch * height * width >= pixels), "direct")
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, num_classes={self.num_classes}, conv={self.conv!r}, " + (

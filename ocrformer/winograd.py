@@ -134,8 +134,8 @@ def winograd_weight(weight: torch.Tensor, tiles: WinogradTiles) -> torch.Tensor:
 def _combine(matrix, inputs, outputs) -> None:
     """outputs[i] = sum_s matrix[i][s] * inputs[s], as adds starting from the row's coefficient 1 (tensors or
     views; ``outputs`` may alias nothing in ``inputs``)."""
-    for row, out in zip(matrix, outputs):
-        terms = [(float(c), x) for c, x in zip(row, inputs) if c != 0]
+    for row, out in zip(matrix, outputs, strict=True):
+        terms = [(float(c), x) for c, x in zip(row, inputs, strict=True) if c != 0]
         first = next(i for i, (c, _) in enumerate(terms) if c == 1)
         _, base = terms.pop(first)
         coefficient, other = terms.pop(0)

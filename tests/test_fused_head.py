@@ -6,7 +6,6 @@ import torch.nn.functional as F
 
 from ocrformer import FusedOCRHead, OCRHead, fused_head
 from ocrformer.convert import convert_checkpoint
-from ocrformer.fused_head import WINOGRAD4_MIN_PIXELS
 from ocrformer.winograd import WINOGRAD, padded_nhwc, winograd_conv3x3, winograd_weight
 
 from .helpers.numerics import classic_and_ocrformer, head_state_dict, relative_error
@@ -191,23 +190,23 @@ def test_winograd_float32_rounding(m, rng):
     assert error <= ROUNDING_BOUND[m] * relative_error(direct.double(), truth)
 
 
-def test_auto_conv_is_winograd4_on_large_maps_only():
+def test_auto_conv_by_the_maps_size():
     head = OCRHead(8, 3, mid_channels=8, key_channels=4).eval()
     auto = FusedOCRHead(head)
     assert auto.conv == "auto"
     assert auto.conv_for(1, 128, 256) == auto.conv_for(1, 32, 64) == "winograd4"
-    assert auto.conv_for(1, 16, 32) == "direct" and 16 * 32 < WINOGRAD4_MIN_PIXELS
+    assert auto.conv_for(1, 16, 32) == auto.conv_for(1, 31, 64) == "winograd2"
+    assert auto.conv_for(1, 8, 16) == auto.conv_for(1, 15, 32) == "direct"
     assert auto.conv_for(4, 16, 32) == "winograd4"  # pixels of the whole batch
     assert FusedOCRHead(head, conv="winograd2").conv_for(1, 64, 128) == "winograd2"
     assert FusedOCRHead(head, conv="direct").conv_for(1, 128, 256) == "direct"
 
 
-def test_auto_conv_runs_winograd4_on_a_large_map(monkeypatch, rng):
-    """Past the threshold the auto head really runs F(4x4) (the rounding differs from the direct conv's) and
-    still computes the head (float64)."""
+def test_auto_conv_runs_what_it_chooses(monkeypatch, rng):
+    """The auto head really runs the conv chosen for the size, and computes the head with each (float64)."""
     from ocrformer import fused_head as module
 
-    monkeypatch.setattr(module, "WINOGRAD4_MIN_PIXELS", 30)
+    monkeypatch.setattr(module, "AUTO_CONV", ((30, "winograd4"), (20, "winograd2")))
     calls = []
     original = module.winograd_conv3x3
     monkeypatch.setattr(module, "winograd_conv3x3", lambda *a, **k: calls.append(k["tiles"].m) or original(*a, **k))
@@ -215,10 +214,10 @@ def test_auto_conv_runs_winograd4_on_a_large_map(monkeypatch, rng):
     head = OCRHead(8, 3, mid_channels=8, key_channels=4).double().eval()
     fused = FusedOCRHead(head)
     with torch.no_grad():
-        for size in ((5, 5), (5, 7)):
+        for size in ((3, 5), (5, 5), (5, 7)):
             feats = torch.randn(1, 8, *size, generator=rng, dtype=torch.float64)
             outputs_close(fused(feats), head(feats), torch.float64)
-    assert calls == [4]  # 25 pixels: direct; 35: F(4x4)
+    assert calls == [2, 4]  # 15 pixels: direct; 25: F(2x2); 35: F(4x4)
 
 
 @pytest.mark.parametrize("conv", CONVS)

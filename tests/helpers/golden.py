@@ -156,8 +156,8 @@ def padding_error() -> tuple[float, float]:
 def main() -> None:
     print(f"Golden fixtures ({GOLDEN}), {datetime.date.today().isoformat()}, torch {torch.__version__}: the "
           "worst relative error over both inputs and every compared tensor (max-abs / L2), plain and optimized.\n")
-    print("| fixture | plain modules | optimized, direct conv | optimized, Winograd F(2x2) | optimized, Winograd F(4x4) |"
-          "\n|:--|--:|--:|--:|--:|")
+    print("| fixture | plain modules | optimized, direct conv | optimized, Winograd F(2x2) | optimized, Winograd "
+          "F(4x4) |\n|:--|--:|--:|--:|--:|")
     for name in [*FULL_MODELS, *HEADS]:
         compare = compare_full_model if name in FULL_MODELS else compare_head
         cells = []
