@@ -138,6 +138,9 @@ def _combine(matrix, inputs, outputs) -> None:
         terms = [(float(c), x) for c, x in zip(row, inputs, strict=True) if c != 0]
         first = next(i for i, (c, _) in enumerate(terms) if c == 1)
         _, base = terms.pop(first)
+        if not terms:
+            out.copy_(base)
+            continue
         coefficient, other = terms.pop(0)
         torch.add(base, other, alpha=coefficient, out=out)
         for coefficient, other in terms:

@@ -146,6 +146,20 @@ def test_winograd_matrices_are_exact_minimal_filtering(m):
     assert all(row[tiles.bias_position] == 1 for row in tiles.at)
 
 
+def test_the_transforms_adds_are_the_matrix_product(rng):
+    """``_combine`` (the transforms' chains of adds) == the matrix product, single-term rows included."""
+    from fractions import Fraction
+
+    from ocrformer.winograd import _combine
+
+    matrix = [[Fraction(1), Fraction(-3, 2), 0], [0, Fraction(1), 0], [Fraction(2), Fraction(4), Fraction(1)]]
+    inputs = torch.randn(3, 4, 5, generator=rng, dtype=torch.float64)
+    out = torch.empty_like(inputs)
+    _combine(matrix, inputs, out)
+    expected = torch.tensor([[float(c) for c in row] for row in matrix], dtype=torch.float64) @ inputs.view(3, -1)
+    assert relative_error(out.view(3, -1), expected) <= 1e-15
+
+
 @pytest.mark.parametrize("m", sorted(WINOGRAD))
 @pytest.mark.parametrize("band_tiles", [1, 4, 8, 256])
 @pytest.mark.parametrize(
