@@ -146,10 +146,14 @@ class FusedOCRHead(nn.Module):
         """The Winograd tile sizes m that this head's ``conv`` may run."""
         return {"auto": (2, 4), "direct": (), "winograd2": (2,), "winograd4": (4,)}[self.conv]
 
-    def conv_for(self, batch: int, height: int, width: int) -> str:
-        """The 3x3 conv this head runs on a (batch, height, width) map: ``conv``, or what ``"auto"`` chooses."""
+    def conv_for(self, batch: int, height: int, width: int, device_type: str = "cpu") -> str:
+        """The 3x3 conv this head runs on a (batch, height, width) map on ``device_type``: ``conv``, or what
+        ``"auto"`` chooses. ``AUTO_CONV`` was measured on the CPU; elsewhere ``"auto"`` is the direct conv (cuDNN
+        picks its own algorithm, Winograd among them)."""
         if self.conv != "auto":
             return self.conv
+        if device_type != "cpu":
+            return "direct"
         return next((conv for pixels, conv in AUTO_CONV if batch * height * width >= pixels), "direct")
 
     def extra_repr(self) -> str:
@@ -203,7 +207,7 @@ class FusedOCRHead(nn.Module):
         features))), as (B, N, Dr)."""
         batch, height, width = shape
         padding = self.region_kernel_size // 2
-        conv = self.conv_for(batch, height, width)
+        conv = self.conv_for(batch, height, width, feats.device.type)
         if conv == "direct":
             # One channels-last copy of feats (none if it is channels-last already, as in an optimized model),
             # which both convs read, padding in oneDNN's kernels.

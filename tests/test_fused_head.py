@@ -212,6 +212,7 @@ def test_auto_conv_by_the_maps_size():
     assert auto.conv_for(1, 16, 32) == auto.conv_for(1, 31, 64) == "winograd2"
     assert auto.conv_for(1, 8, 16) == auto.conv_for(1, 15, 32) == "direct"
     assert auto.conv_for(4, 16, 32) == "winograd4"  # pixels of the whole batch
+    assert auto.conv_for(1, 128, 256, "cuda") == "direct"  # AUTO_CONV was measured on the CPU
     assert FusedOCRHead(head, conv="winograd2").conv_for(1, 64, 128) == "winograd2"
     assert FusedOCRHead(head, conv="direct").conv_for(1, 128, 256) == "direct"
 
