@@ -97,7 +97,8 @@ class FusedOCRHead(nn.Module):
 
     ``forward(feats (B, Cin, H, W), region_feats=None)`` -> ``{"logits", "aux_logits"}`` (B, K, H, W), the
     function of ``head.eval()``. Inference only: it refuses to run in training mode or on inputs that require
-    gradients, and has no GT-OCR oracle (use the ``OCRHead``).
+    gradients, and has no GT-OCR oracle (use the ``OCRHead``). It computes in its own dtype, under autocast too
+    (autocast's half-precision features are cast back; ``.to(dtype)`` converts the snapshot itself).
     """
 
     def __init__(self, head: OCRHead, *, conv: str = "auto") -> None:
@@ -148,11 +149,12 @@ class FusedOCRHead(nn.Module):
 
     def conv_for(self, batch: int, height: int, width: int, device_type: str = "cpu") -> str:
         """The 3x3 conv this head runs on a (batch, height, width) map on ``device_type``: ``conv``, or what
-        ``"auto"`` chooses. ``AUTO_CONV`` was measured on the CPU; elsewhere ``"auto"`` is the direct conv (cuDNN
-        picks its own algorithm, Winograd among them)."""
+        ``"auto"`` chooses. ``AUTO_CONV`` was measured on the CPU in float32; elsewhere ``"auto"`` is the direct
+        conv (cuDNN picks its own algorithm, Winograd among them; in half precision Winograd's larger transform
+        coefficients would cost more of the few mantissa bits)."""
         if self.conv != "auto":
             return self.conv
-        if device_type != "cpu":
+        if device_type != "cpu" or self.queries.dtype not in (torch.float32, torch.float64):
             return "direct"
         return next((conv for pixels, conv in AUTO_CONV if batch * height * width >= pixels), "direct")
 
@@ -178,8 +180,11 @@ class FusedOCRHead(nn.Module):
                 "FusedOCRHead is an inference snapshot (no training mode, no gradients): train the OCRHead it was "
                 "built from, then build it again"
             )
-        with torch.no_grad():  # its buffers are written in place (out=), which autograd cannot record
-            return self._forward(feats, region_feats, (batch, height, width))
+        # No autograd: its buffers are written in place (out=). No autocast: the snapshot computes in its own dtype
+        # (convert it with ``.to(dtype)`` for another), so features that autocast made bf16/fp16 are cast back.
+        with torch.no_grad(), torch.autocast(feats.device.type, enabled=False):
+            region_feats = None if region_feats is None else region_feats.to(dtype)
+            return self._forward(feats.to(dtype), region_feats, (batch, height, width))
 
     def _forward(self, feats, region_feats, shape):
         batch, height, width = shape

@@ -212,9 +212,26 @@ def test_auto_conv_by_the_maps_size():
     assert auto.conv_for(1, 16, 32) == auto.conv_for(1, 31, 64) == "winograd2"
     assert auto.conv_for(1, 8, 16) == auto.conv_for(1, 15, 32) == "direct"
     assert auto.conv_for(4, 16, 32) == "winograd4"  # pixels of the whole batch
-    assert auto.conv_for(1, 128, 256, "cuda") == "direct"  # AUTO_CONV was measured on the CPU
+    assert auto.conv_for(1, 128, 256, "cuda") == "direct"  # AUTO_CONV was measured on the CPU, in float32
+    assert FusedOCRHead(head).to(torch.bfloat16).conv_for(1, 128, 256) == "direct"
+    assert FusedOCRHead(head).double().conv_for(1, 128, 256) == "winograd4"
     assert FusedOCRHead(head, conv="winograd2").conv_for(1, 64, 128) == "winograd2"
     assert FusedOCRHead(head, conv="direct").conv_for(1, 128, 256) == "direct"
+
+
+def test_under_autocast_it_computes_in_its_own_dtype(rng):
+    """Features that autocast made bfloat16 are cast back: the float32 snapshot's outputs on those values, not an
+    error from mixed dtypes (as before)."""
+    torch.manual_seed(0)
+    fused = FusedOCRHead(OCRHead(16, 5, mid_channels=16, key_channels=8).eval())
+    feats = torch.randn(1, 16, 6, 7, generator=rng).bfloat16()
+    with torch.no_grad():
+        expected = fused(feats.float())
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            actual = fused(feats)
+    for name in ("logits", "aux_logits"):
+        assert actual[name].dtype == torch.float32
+        assert torch.equal(actual[name], expected[name]), name
 
 
 def test_auto_conv_runs_what_it_chooses(monkeypatch, rng):
