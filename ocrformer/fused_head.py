@@ -229,12 +229,11 @@ class FusedOCRHead(nn.Module):
         pixels = winograd_conv3x3(padded, weight, self.value_bias, relu=True, tiles=tiles)
         if pixels.shape[1:3] != (height, width):
             pixels = pixels[:, :height, :width].contiguous()
-        if region_feats is None:  # the padded buffer's interior; its border is a 3x3 conv's padding
-            start = 1 - padding
-            source = padded[:, start : start + height + 2 * padding, start : start + width + 2 * padding]
-            keys = F.conv2d(source.permute(0, 3, 1, 2), self.key_weight, self.key_bias)
-        else:
-            keys = F.conv2d(region_feats, self.key_weight, self.key_bias, padding=padding)
+        source = region_feats
+        if source is None:  # channels-last feats as they are (an optimized model's; no copy), else padded's NHWC copy
+            channels_last = feats.is_contiguous(memory_format=torch.channels_last)
+            source = feats if channels_last else padded[:, 1 : height + 1, 1 : width + 1].permute(0, 3, 1, 2)
+        keys = F.conv2d(source, self.key_weight, self.key_bias, padding=padding)
         return pixels.view(batch * height * width, -1), _as_rows(keys.relu_()).view(batch, height * width, -1)
 
     def _encoder(self, pixel_rows: torch.Tensor, regions: torch.Tensor, shape) -> torch.Tensor:
