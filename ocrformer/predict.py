@@ -15,7 +15,7 @@ writes ``NAME_mask.png`` (class colours) and ``NAME_overlay.png`` (the mask blen
 Speed: ``--optimize`` runs ``ocrformer.optimize_for_inference``'s copy of the model (BatchNorm folded, channels-last,
 the fused OCR head; the same function within 1e-4 relative: measured <= 1.7e-5 on the released
 networks' golden fixtures). On the CPU, an allocator that keeps freed memory helps further (the optimized
-model ran 1.26x faster with it, benchmarks/README.md):
+model ran about 1.2x faster with it, benchmarks/README.md):
 ``MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=4294967296 python -m ocrformer.predict ...`` (glibc), or
 jemalloc / tcmalloc preloaded (README, "Speed").
 
