@@ -8,10 +8,11 @@ where ``*`` is elementwise per tile position and a sum over input channels, i.e.
 (tiles, Cin) x (Cin, Cout). Direct convolution does 9 multiply-adds per output pixel and channel pair; F(2x2)
 does 16 / 4 = 4 and F(4x4) 36 / 16 = 2.25.
 
-Two choices here, both measured on this project's 2-core AVX-512 CPU (``benchmarks/inference_speed.py``):
+Two choices here, both measured on this project's 2-core AVX-512 CPU (AMD EPYC; the whole head's timings are in
+``benchmarks/inference_speed.py``):
 
 - **The GEMMs are oneDNN 1x1 convolutions**, one per tile position, not ``torch.bmm``: PyTorch's CPU BLAS (MKL)
-  ran these shapes at ~185 GFLOP/s there against oneDNN's ~370-410 (720 -> 512 channels).
+  ran these shapes at ~185 GFLOP/s there against oneDNN's 330-410 (720 -> 512 channels).
 - **The transforms are short chains of adds** on strided views (no gathers): rows first, then columns, each
   output row a combination of a few input rows with coefficients that are exact in binary (0, +-1, +-2, ...);
   the inexact fractions (1/6, 1/15, ...) sit in ``G`` and are applied once, to the weights, in float64.
@@ -23,10 +24,10 @@ networks"): ~3e-6 relative against the usual (0, +-1, +-2)'s ~6e-6 and the direc
 (``tests/test_fused_head.py`` bounds it).
 
 How the matrices were made (``tests/test_fused_head.py`` checks the identity ``A^T[(G g) * (B^T d)] =
-correlate(d, g)`` in float64): Toom-Cook at the points and infinity -- ``A^T``'s columns evaluate the output
-polynomial at the points, ``G``'s rows evaluate the filter there, ``B^T`` is the transposed inverse of the
-Vandermonde matrix; each ``B^T`` row is then scaled so that its smallest coefficient is 1, ``G``'s row by the
-inverse.
+correlate(d, g)`` in exact rational arithmetic): Toom-Cook at the points and infinity -- ``A^T``'s columns evaluate
+the output polynomial at the points, ``G``'s rows evaluate the filter there, ``B^T`` is the transposed inverse of
+the Vandermonde matrix; each ``B^T`` row is then divided by its smallest-magnitude coefficient (which becomes 1)
+and ``G``'s row multiplied by it.
 """
 
 from __future__ import annotations
