@@ -53,6 +53,7 @@ from benchmarks._common import (  # noqa: E402
 from benchmarks._reports import write_reports  # noqa: E402
 from benchmarks.classic_ocr import ClassicOCRHead, classic_and_ocrformer  # noqa: E402
 from ocrformer import FusedOCRHead, OCRHead, create_model, optimize_for_inference  # noqa: E402
+from ocrformer.fused_head import auto_conv  # noqa: E402
 
 DEFAULT_OUT = REPO_ROOT / "outputs" / "inference_speed"
 TOLERANCE = {"head": 1e-5, "model": 1e-4, "train": 1e-10}  # relative, max |diff| / max |reference|
@@ -111,7 +112,7 @@ def head_case(sizes: Sizes, hw: tuple[int, int], warmup: int, repeats: int) -> d
     with torch.no_grad():
         errors = check("head", f"head {hw}", {n: m(feats) for n, m in variants.items()}, "classic")
         ms = time_round_robin({n: (lambda m=m: m(feats)) for n, m in variants.items()}, warmup, repeats)
-    auto = FusedOCRHead(head).conv_for(1, *hw)
+    auto = auto_conv(hw[0] * hw[1])
     return {"case": f"head eval, {sizes.head_channels[0]} ch, {hw[0]}x{hw[1]} (auto: {auto})", "baseline": "classic",
             "ms": ms, "errors": errors}
 

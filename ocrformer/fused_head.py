@@ -41,7 +41,7 @@ from .attention import attend
 from .ocr import OCRHead, _check_feature_map
 from .winograd import WINOGRAD, copy_nhwc, padded_nhwc, winograd_conv3x3, winograd_weight
 
-__all__ = ["AUTO_CONV", "CONV_MODES", "FusedOCRHead"]
+__all__ = ["AUTO_CONV", "CONV_MODES", "FusedOCRHead", "auto_conv"]
 
 CONV_MODES = ("auto", "direct", "winograd2", "winograd4")
 # ``conv="auto"``: the first conv whose pixel count (B * H * W of the map) is reached, else the direct conv: at each
@@ -51,6 +51,15 @@ CONV_MODES = ("auto", "direct", "winograd2", "winograd4")
 # 2.2 / 3.9 / 6.9 ms (the transforms' per-op overhead dominates small maps). The 3x3 conv alone at other input
 # widths kept the order, except 270 channels (HRNet-W18) at 16 x 32: direct 2.8 ms, F(2x2) 3.2 ms.
 AUTO_CONV = ((32 * 64, "winograd4"), (16 * 32, "winograd2"))
+
+
+def auto_conv(pixels: int, device_type: str = "cpu", dtype: torch.dtype = torch.float32) -> str:
+    """What ``conv="auto"`` runs on a map of ``pixels`` = B * H * W pixels. ``AUTO_CONV`` was measured on the CPU in
+    float32; elsewhere it is the direct conv (cuDNN picks its own algorithm, Winograd among them; in half precision
+    Winograd's larger transform coefficients would cost more of the few mantissa bits)."""
+    if device_type != "cpu" or dtype not in (torch.float32, torch.float64):
+        return "direct"
+    return next((conv for threshold, conv in AUTO_CONV if pixels >= threshold), "direct")
 
 
 def _folded(conv_norm_act: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,15 +157,11 @@ class FusedOCRHead(nn.Module):
         return {"auto": (2, 4), "direct": (), "winograd2": (2,), "winograd4": (4,)}[self.conv]
 
     def conv_for(self, batch: int, height: int, width: int, device_type: str = "cpu") -> str:
-        """The 3x3 conv this head runs on a (batch, height, width) map on ``device_type``: ``conv``, or what
-        ``"auto"`` chooses. ``AUTO_CONV`` was measured on the CPU in float32; elsewhere ``"auto"`` is the direct
-        conv (cuDNN picks its own algorithm, Winograd among them; in half precision Winograd's larger transform
-        coefficients would cost more of the few mantissa bits)."""
+        """The 3x3 conv this head runs on a (batch, height, width) map on ``device_type``: ``conv``, or for
+        ``"auto"`` what ``auto_conv`` chooses in the head's dtype."""
         if self.conv != "auto":
             return self.conv
-        if device_type != "cpu" or self.queries.dtype not in (torch.float32, torch.float64):
-            return "direct"
-        return next((conv for pixels, conv in AUTO_CONV if batch * height * width >= pixels), "direct")
+        return auto_conv(batch * height * width, device_type, self.queries.dtype)
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, num_classes={self.num_classes}, conv={self.conv!r}, " + (
