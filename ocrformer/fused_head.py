@@ -229,7 +229,7 @@ class FusedOCRHead(nn.Module):
             keys = _as_rows(F.conv2d(source, self.key_weight, self.key_bias, padding=padding).relu_())
             return pixels, keys.view(batch, height * width, -1)
         tiles = WINOGRAD[int(conv[-1])]
-        padded = padded_nhwc(feats, -(-height // tiles.m) * tiles.m + 2, -(-width // tiles.m) * tiles.m + 2)
+        padded = padded_nhwc(feats, tiles)
         weight = getattr(self, f"value_weight_winograd{tiles.m}")
         pixels = winograd_conv3x3(padded, weight, self.value_bias, relu=True, tiles=tiles)
         if pixels.shape[1:3] != (height, width):

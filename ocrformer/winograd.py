@@ -97,10 +97,11 @@ _BAND_POSITIONS = 8192
 _TRANSPOSE_CHANNELS = 16
 
 
-def padded_nhwc(feats: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """feats (B, C, H, W) -> (B, height, width, C), ``feats`` at [1:H+1, 1:W+1] and zeros around it."""
+def padded_nhwc(feats: torch.Tensor, tiles: WinogradTiles) -> torch.Tensor:
+    """feats (B, C, H, W) -> the input of ``winograd_conv3x3``: (B, m th + 2, m tw + 2, C) with th = ceil(H / m),
+    tw = ceil(W / m), ``feats`` at [1:H+1, 1:W+1] and zeros around it."""
     batch, channels, h, w = feats.shape
-    out = feats.new_empty(batch, height, width, channels)
+    out = feats.new_empty(batch, -(-h // tiles.m) * tiles.m + 2, -(-w // tiles.m) * tiles.m + 2, channels)
     out[:, 0].zero_()
     out[:, h + 1 :].zero_()
     out[:, 1 : h + 1, 0].zero_()

@@ -177,7 +177,7 @@ def test_winograd_conv3x3_is_the_conv(m, batch, height, width, band_tiles, rng, 
     bias = torch.randn(4, generator=rng, dtype=torch.float64)
     expected = F.conv2d(x, weight, bias, padding=1)
     for relu in (False, True):
-        padded = padded_nhwc(x, -(-height // m) * m + 2, -(-width // m) * m + 2)
+        padded = padded_nhwc(x, tiles)
         out = winograd_conv3x3(padded, winograd_weight(weight, tiles), bias, relu=relu, tiles=tiles)
         out = out[:, :height, :width].permute(0, 3, 1, 2)
         assert relative_error(out, expected.relu() if relu else expected) <= 1e-12
@@ -197,7 +197,7 @@ def test_winograd_float32_rounding(m, rng):
     weight = (torch.rand(512, 720, 3, 3, generator=rng, dtype=torch.float64) * 2 - 1) * 1.5 / (720 * 9) ** 0.5
     bias = torch.rand(512, generator=rng, dtype=torch.float64) - 0.5
     truth = F.conv2d(x, weight, bias, padding=1)
-    padded = padded_nhwc(x.float(), -(-12 // m) * m + 2, -(-17 // m) * m + 2)
+    padded = padded_nhwc(x.float(), tiles)
     out = winograd_conv3x3(padded, winograd_weight(weight.float(), tiles), bias.float(), relu=False, tiles=tiles)
     direct = F.conv2d(x.float(), weight.float(), bias.float(), padding=1)
     error = relative_error(out[:, :12, :17].permute(0, 3, 1, 2).double(), truth)
