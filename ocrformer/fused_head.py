@@ -53,6 +53,14 @@ CONV_MODES = ("auto", "direct", "winograd2", "winograd4")
 AUTO_CONV = ((32 * 64, "winograd4"), (16 * 32, "winograd2"))
 
 
+_TILE_SIZE = {"winograd2": 2, "winograd4": 4}  # the Winograd modes' output tile sizes m
+
+
+def _convs_run_by(mode: str) -> tuple[str, ...]:
+    """The convs a head built with ``conv=mode`` may run: ``mode`` itself, or for ``"auto"`` all it chooses from."""
+    return ("direct", *(conv for _, conv in AUTO_CONV)) if mode == "auto" else (mode,)
+
+
 def auto_conv(pixels: int, device_type: str = "cpu", dtype: torch.dtype = torch.float32) -> str:
     """What ``conv="auto"`` runs on a map of ``pixels`` = B * H * W pixels. ``AUTO_CONV`` was measured on the CPU in
     float32; elsewhere it is the direct conv (cuDNN picks its own algorithm, Winograd among them; in half precision
@@ -124,10 +132,12 @@ class FusedOCRHead(nn.Module):
         with torch.no_grad():
             value_weight, value_bias = _folded(decoder.value_proj)
             self.register_buffer("value_bias", value_bias)
-            if conv in ("auto", "direct"):
-                self.register_buffer("value_weight", value_weight.contiguous(memory_format=torch.channels_last))
-            for m in self._winograd_tiles():  # transformed once: (n^2, C, Cin, 1, 1)
-                self.register_buffer(f"value_weight_winograd{m}", winograd_weight(value_weight, WINOGRAD[m]))
+            for run in _convs_run_by(conv):  # the 3x3 weight in the form each conv this head may run reads
+                if run == "direct":
+                    self.register_buffer("value_weight", value_weight.contiguous(memory_format=torch.channels_last))
+                else:  # transformed once: (n^2, C, Cin, 1, 1)
+                    m = _TILE_SIZE[run]
+                    self.register_buffer(f"value_weight_winograd{m}", winograd_weight(value_weight, WINOGRAD[m]))
             for name, module in (
                 ("key", decoder.key_proj),
                 ("query0", encoder.query_proj[0]),
@@ -151,10 +161,6 @@ class FusedOCRHead(nn.Module):
             self.register_buffer("classifier_weight", head.classifier.weight.detach().flatten(1).clone())
             self.register_buffer("classifier_bias", head.classifier.bias.detach().clone())
         self.eval()  # an inference snapshot: built in eval mode
-
-    def _winograd_tiles(self) -> tuple[int, ...]:
-        """The Winograd tile sizes m that this head's ``conv`` may run."""
-        return {"auto": (2, 4), "direct": (), "winograd2": (2,), "winograd4": (4,)}[self.conv]
 
     def conv_for(self, batch: int, height: int, width: int, device_type: str = "cpu") -> str:
         """The 3x3 conv this head runs on a (batch, height, width) map on ``device_type``: ``conv``, or for
@@ -228,7 +234,7 @@ class FusedOCRHead(nn.Module):
             source = x if region_feats is None else region_feats
             keys = _as_rows(F.conv2d(source, self.key_weight, self.key_bias, padding=padding).relu_())
             return pixels, keys.view(batch, height * width, -1)
-        tiles = WINOGRAD[int(conv[-1])]
+        tiles = WINOGRAD[_TILE_SIZE[conv]]
         padded = padded_nhwc(feats, tiles)
         weight = getattr(self, f"value_weight_winograd{tiles.m}")
         pixels = winograd_conv3x3(padded, weight, self.value_bias, relu=True, tiles=tiles)
